@@ -1,0 +1,4 @@
+"""Backbones: torchvision and timm models by name, the small-image stem, encoder save/load."""
+from .registry import Backbone, BackboneSpec, build_backbone, build_from_spec, list_backbones, resolve_stem
+
+__all__ = ["Backbone", "BackboneSpec", "build_backbone", "build_from_spec", "list_backbones", "resolve_stem"]

@@ -1,0 +1,130 @@
+"""Backbones by name: any torchvision classification model, ``timm:NAME``, and selfsup's own.
+
+A backbone maps images (B x C x H x W) to pooled features (B x D) before any projection head.
+The classifier is replaced by ``nn.Identity`` (timm: ``num_classes=0``), module names are kept,
+so the saved weights load into the library's own model with ``strict=True``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from ..errors import ConfigError
+from ..registry import Registry
+from .stems import adapt_input
+
+OWN_BACKBONES: Registry[Callable[[int], nn.Module]] = Registry("backbone")
+CLASSIFIER_NAMES = ("fc", "classifier", "heads", "head")
+
+
+@dataclass
+class BackboneSpec:
+    """Everything needed to rebuild a backbone (saved in encoder.json)."""
+
+    name: str
+    in_channels: int = 3
+    stem: str = "imagenet"  # "imagenet" or "small" (resolved from "auto")
+
+
+def resolve_stem(stem: str, image_size: int) -> str:
+    if stem == "auto":
+        return "small" if image_size <= 64 else "imagenet"
+    if stem not in ("imagenet", "small"):
+        raise ConfigError(f"--stem must be auto, imagenet or small, not {stem!r}")
+    return stem
+
+
+class Backbone(nn.Module):
+    """Wraps a feature extractor; ``model`` keeps the library's module names."""
+
+    channels_last = False  # set on CUDA, where convolutions run faster in NHWC
+
+    def __init__(self, model: nn.Module, spec: BackboneSpec, feature_dim: int) -> None:
+        super().__init__()
+        self.model, self.spec, self.feature_dim = model, spec, feature_dim
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.model(images).flatten(1)
+
+    def describe(self) -> dict:
+        return {**asdict(self.spec), "feature_dim": self.feature_dim}
+
+
+def _torchvision_model(name: str) -> nn.Module:
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ConfigError(f"unknown backbone {name!r}: not a torchvision classification model "
+                          "(use timm:NAME for timm models, or one of: " + ", ".join(OWN_BACKBONES.names()) + ")")
+    model = torchvision.models.get_model(name, weights=None)
+    for attr in CLASSIFIER_NAMES:
+        if isinstance(getattr(model, attr, None), nn.Module):
+            setattr(model, attr, nn.Identity())
+            return model
+    raise ConfigError(f"backbone {name!r}: cannot find its classifier to remove")
+
+
+def _timm_model(name: str, in_channels: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError:
+        raise ConfigError("timm backbones need timm: pip install 'selfsup[timm]'") from None
+    if name not in timm.list_models():
+        raise ConfigError(f"unknown timm model {name!r}")
+    return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels)
+
+
+def build_backbone(name: str, in_channels: int = 3, stem: str = "auto", image_size: int = 224) -> Backbone:
+    """Build a randomly initialized backbone by name with the right stem and input channels."""
+    stem = resolve_stem(stem, image_size)
+    spec = BackboneSpec(name=name, in_channels=in_channels, stem=stem)
+    return build_from_spec(spec, image_size)
+
+
+def build_from_spec(spec: BackboneSpec, image_size: int = 224) -> Backbone:
+    if spec.name in OWN_BACKBONES:
+        model = OWN_BACKBONES.get(spec.name)(spec.in_channels)
+    elif spec.name.startswith("timm:"):
+        model = _timm_model(spec.name[5:], spec.in_channels)
+        adapt_input(model, spec.in_channels, small=spec.stem == "small")
+    else:
+        model = _torchvision_model(spec.name)
+        adapt_input(model, spec.in_channels, small=spec.stem == "small")
+    feature_dim = _feature_dim(model, spec.in_channels, image_size)
+    return Backbone(model, spec, feature_dim)
+
+
+def _feature_dim(model: nn.Module, in_channels: int, image_size: int) -> int:
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        size = max(image_size, 8)
+        out = model(torch.zeros(1, in_channels, size, size))
+    model.train(was_training)
+    return int(out.flatten(1).shape[1])
+
+
+@OWN_BACKBONES.register("small-convnet")
+def small_convnet(in_channels: int) -> nn.Module:
+    """A four-stage VGG-style ConvNet (32-64-128-256 channels) for tiny images and quick demos."""
+    layers: list[nn.Module] = []
+    width_in = in_channels
+    for i, width in enumerate((32, 64, 128, 256)):
+        layers += [nn.Conv2d(width_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                   nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+        if i < 3:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        width_in = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def list_backbones() -> list[str]:
+    import torchvision
+
+    return OWN_BACKBONES.names() + torchvision.models.list_models(module=torchvision.models)

@@ -1,0 +1,197 @@
+"""The ``selfsup`` command: thin over the library.
+
+Contract (README, "Command line"): every command takes ``--config FILE`` (YAML; defaults, then
+the file, then flags) and ``--json`` (one JSON object on stdout's last line; logs and progress
+on stderr). Exit codes: 0 success, 2 usage or config error, 1 runtime error (one line
+``selfsup: error: ...``), 3 stopped on a non-finite loss.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from importlib import resources
+from typing import Any, Sequence
+
+from .errors import ConfigError, SelfSupError
+
+log = logging.getLogger("selfsup")
+S = argparse.SUPPRESS  # flags not given stay absent, so the config file's values survive
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="YAML file of settings (flags override it)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout's last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _data_flags(p: argparse.ArgumentParser, pool: bool) -> None:
+    if pool:
+        p.add_argument("--data", default=S, metavar="PATH", help="unlabeled pool: folder, .zip/.tar, .npy/.npz, digits, cifar10")
+    p.add_argument("--labeled", default=S, metavar="PATH", help="labeled training set (class subfolders or labels)")
+    p.add_argument("--test", default=S, metavar="PATH", help="held-out test set (default: the source's test/ or a saved 80/20 split)")
+    p.add_argument("--image-size", type=int, default=S, help="view side in pixels (default: native up to 64 px, else 224)")
+    p.add_argument("--num-workers", type=int, default=S, help="DataLoader workers for streamed (large) images")
+    p.add_argument("--strict", action="store_true", default=S, help="fail on the first unreadable image instead of skipping it")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1 ...")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised pretraining, transfer and comparison.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data",
+                       description="Pretrain an encoder with a self-supervised method.")
+    _common(p)
+    _data_flags(p, pool=True)
+    p.add_argument("--method", default=S, help="method name (see `selfsup methods`)")
+    p.add_argument("--backbone", default=S, help="torchvision model name, timm:NAME, or small-convnet")
+    p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"], help="auto: small for inputs <= 64 px")
+    p.add_argument("--views", default=S, help="view preset (default: the method's)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=float, default=S)
+    budget.add_argument("--steps", type=int, default=S)
+    budget.add_argument("--time-limit", type=float, default=S, metavar="SECONDS",
+                        help="turned into a step count up front from a short timed warm-up")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--lr", type=float, default=S, help="base learning rate, scaled by batch/256")
+    p.add_argument("--optimizer", default=S, choices=["sgd", "adamw", "lars"])
+    p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--grad-clip", type=float, default=S, help="clip the gradient norm to this value")
+    p.add_argument("--precision", default=S, choices=["auto", "fp32", "bf16"])
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
+    p.add_argument("--out", default=S, metavar="DIR")
+    p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
+
+    p = sub.add_parser("eval", help="score frozen features: knn or linear",
+                       description="Frozen-feature evaluation of a pretrained encoder on labeled data.")
+    p.add_argument("protocol", choices=["knn", "linear"])
+    _common(p)
+    p.add_argument("--checkpoint", default=S, metavar="PATH", help="run folder or encoder/checkpoint file")
+    _data_flags(p, pool=False)
+    p.add_argument("--k", type=int, default=S, help="neighbours (default 200, capped at the labeled count)")
+    p.add_argument("--temperature", type=float, default=S, help="kNN vote temperature (default 0.1)")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--seed", type=int, default=S)
+
+    p = sub.add_parser("finetune", help="fine-tune vs scratch on few labels",
+                       description="Fine-tune the pretrained encoder and the same model from scratch on labeled subsets.")
+    _common(p)
+    p.add_argument("--checkpoint", default=S, metavar="PATH")
+    _data_flags(p, pool=False)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--labels-per-class", default=S, metavar="LIST", help="e.g. 1,10,all (default 1,10)")
+    group.add_argument("--label-fraction", type=float, default=S, help="e.g. 0.01 for 1%% of the labels")
+    p.add_argument("--seeds", type=int, default=S, help="N runs with seeds 0..N-1 (default 3)")
+    p.add_argument("--steps", type=int, default=S, help="optimizer steps per downstream training")
+    p.add_argument("--batch-size", type=int, default=S)
+    p.add_argument("--out", default=S, metavar="DIR", help="default: CHECKPOINT/finetune")
+
+    p = sub.add_parser("demo", help="the main job on an embedded default: pretrain, transfer, compare",
+                       description="SimCLR on scikit-learn's digits, then fine-tune vs scratch at 1 and 10 labels per class.")
+    _common(p)
+    p.add_argument("--out", default="selfsup-demo", metavar="DIR", help="where the demo writes (replaced each run)")
+
+    p = sub.add_parser("methods", help="list the methods with their papers and defaults")
+    _common(p)
+    return parser
+
+
+def _split(args: argparse.Namespace, skip: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    from .config import load_yaml
+
+    file_values = load_yaml(args.config) if getattr(args, "config", None) else {}
+    flags = {k: v for k, v in vars(args).items() if k not in skip}
+    return file_values, flags
+
+
+def _print_rows(rows: list[dict]) -> None:
+    print(f"{'labels/class':>12} {'n':>6} {'scratch':>15} {'pretrained':>15} {'linear':>15} {'kNN':>15}")
+    for r in rows:
+        cells = [f"{100 * r[k]:6.1f} ± {100 * r[k + '_std']:4.1f}" for k in
+                 ("scratch_accuracy", "pretrained_accuracy", "linear_accuracy", "knn_accuracy")]
+        label = r["labels_per_class"] if r["labels_per_class"] is not None else f"{r['label_fraction']:.0%}"
+        print(f"{str(label):>12} {r['n_labels']:>6} " + " ".join(f"{c:>15}" for c in cells))
+
+
+def run(args: argparse.Namespace) -> dict:
+    from .config import EvalConfig, FinetuneConfig, PretrainConfig, build_config
+
+    progress = not args.quiet
+    skip = ("command", "config", "json", "quiet", "protocol")
+    if args.command == "pretrain":
+        from .engine.trainer import pretrain
+
+        cfg = build_config(PretrainConfig, *_split(args, skip))
+        return pretrain(cfg, progress=progress)
+    if args.command == "eval":
+        from .evaluate.run import run_eval
+
+        return run_eval(build_config(EvalConfig, *_split(args, skip)), args.protocol)
+    if args.command == "finetune":
+        from .evaluate.run import run_finetune
+
+        return run_finetune(build_config(FinetuneConfig, *_split(args, skip)), progress=progress)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.out, args.config, progress=progress)
+    if args.command == "methods":
+        from .methods import METHODS
+
+        return {"methods": [{"name": n, "paper": METHODS.get(n).paper, "defaults": _recipe(METHODS.get(n))}
+                            for n in METHODS.names()]}
+    raise ConfigError(f"unknown command {args.command}")
+
+
+def _recipe(cls) -> dict:
+    from dataclasses import asdict
+
+    return asdict(cls.recipe)
+
+
+def _human(command: str, result: dict) -> None:
+    if command in ("finetune", "demo"):
+        _print_rows(result["rows"])
+        if "pretrain" in result:
+            p = result["pretrain"]
+            print(f"pretrained {p['method']} for {p['steps']} steps in {p['train_seconds']:.0f} s; "
+                  f"demo took {result['seconds']:.0f} s; outputs in {result.get('out', '')}")
+    elif command == "methods":
+        for m in result["methods"]:
+            print(f"{m['name']:<12} {m['paper']}")
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2 here
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="selfsup: %(message)s")
+    try:
+        result = run(args)
+    except SelfSupError as exc:
+        print(f"selfsup: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("selfsup: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still ends in one clear line
+        if os.environ.get("SELFSUP_DEBUG"):
+            raise
+        print(f"selfsup: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _human(args.command, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

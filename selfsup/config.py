@@ -1,0 +1,147 @@
+"""Typed run configurations; precedence: defaults, then a YAML file, then command-line flags."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .errors import ConfigError
+
+C = TypeVar("C")
+
+
+@dataclass
+class DataConfig:
+    data: str | None = None  # unlabeled pool
+    labeled: str | None = None  # labeled training set
+    test: str | None = None  # held-out set
+    image_size: int | None = None  # views' side; default: native for small images, 224 otherwise
+    num_workers: int = 2
+    strict: bool = False  # fail on the first unreadable file instead of skipping it
+
+
+@dataclass
+class PretrainConfig(DataConfig):
+    method: str = "simclr"
+    backbone: str = "resnet18"
+    stem: str = "auto"
+    views: str | None = None  # view preset; default: the method's
+    view_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, e.g. crop_scale
+    epochs: float | None = None
+    steps: int | None = None
+    time_limit: float | None = None  # seconds, turned into a step count up front
+    batch_size: int = 256
+    lr: float | None = None  # base learning rate (x batch/256); default: the method's
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    momentum: float | None = None
+    warmup_fraction: float | None = None
+    grad_clip: float | None = None
+    method_args: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # default: on for CUDA
+    checkpoint_every: int = 500
+    log_every: int = 10
+    knn_every: int = 0  # steps between kNN monitors (0: only at the end, when labels exist)
+    out: str = "runs/pretrain"
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class EvalConfig(DataConfig):
+    checkpoint: str | None = None
+    k: int = 200
+    temperature: float = 0.1
+    batch_size: int = 256
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class FinetuneConfig(DataConfig):
+    checkpoint: str | None = None
+    labels_per_class: str | None = None
+    label_fraction: float | None = None
+    seeds: int = 3
+    steps: int = 200  # optimizer steps of each downstream training
+    batch_size: int = 64
+    lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
+    weight_decay: float = 5e-4
+    val_fraction: float = 0.2  # of the labeled subset, for picking the learning rate
+    head_init: str = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
+    device: str = "auto"
+    out: str | None = None
+    overwrite: bool = True
+
+
+def _coerce(value: Any, type_text: str, name: str) -> Any:
+    """Turn a YAML or flag value into the field's declared type (annotations are strings here)."""
+    if value is None:
+        return None
+    kind = str(type_text).split("|")[0].strip()
+    try:
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        if kind.startswith("list"):
+            items = value if isinstance(value, list) else str(value).split(",")
+            return [float(v) for v in items]
+        if kind.startswith("dict") and not isinstance(value, dict):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot read {value!r} as {kind}") from None
+    return value
+
+
+def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[str, Any]) -> C:
+    """Defaults, overridden by the config file's values, overridden by flags given."""
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    merged: dict[str, Any] = {}
+    for source, values in (("config file", file_values), ("flag", flag_values)):
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"unknown {source} key {key!r} for this command")
+            merged[name] = _coerce(value, known[name].type, name)
+    return cls(**merged)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys to values")
+    return values
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def save_yaml(values: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(values, sort_keys=False))

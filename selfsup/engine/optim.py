@@ -1,0 +1,77 @@
+"""Optimizers (SGD, AdamW, LARS) with biases and norm parameters kept out of weight decay."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from torch.optim import Optimizer
+
+from ..errors import ConfigError
+
+
+class LARS(Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling.
+
+    - [0] Large Batch Training of Convolutional Networks, 2017, You et al., https://arxiv.org/abs/1708.03888
+
+    Per parameter tensor w with gradient g: g' = g + λw, then g' is scaled by the trust ratio
+    η‖w‖/‖g'‖ (1 when either norm is 0), and the momentum update v = μv + g', w -= lr·v.
+    Groups with ``lars_exclude=True`` (biases, norm layers) get neither decay nor scaling,
+    as in SimCLR and BYOL.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
+                 trust_coefficient: float = 0.001, eps: float = 1e-8) -> None:
+        if lr < 0:
+            raise ValueError(f"invalid learning rate {lr}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
+                        trust_coefficient=trust_coefficient, eps=eps, lars_exclude=False)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad
+                if not group["lars_exclude"]:
+                    update = update.add(p, alpha=group["weight_decay"])
+                    w_norm, u_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(update)
+                    trust = torch.where((w_norm > 0) & (u_norm > 0),
+                                        group["trust_coefficient"] * w_norm / (u_norm + group["eps"]),
+                                        torch.ones_like(w_norm))
+                    update = update.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.clone(update).detach()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two groups: weights (decayed, LARS-adapted) and biases/norm parameters (neither)."""
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (plain if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
+            {"params": plain, "weight_decay": 0.0, "lars_exclude": True}]
+
+
+def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9) -> Optimizer:
+    groups = param_groups(model, weight_decay)
+    if name == "sgd":
+        for g in groups:
+            g.pop("lars_exclude")
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+    if name == "adamw":
+        for g in groups:
+            g.pop("lars_exclude")
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "lars":
+        return LARS(groups, lr=lr, momentum=momentum)
+    raise ConfigError(f"unknown optimizer {name!r} (known: sgd, adamw, lars)")

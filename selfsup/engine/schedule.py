@@ -1,0 +1,14 @@
+"""Learning-rate schedule: linear warm-up, then cosine decay, as a pure function of the step."""
+from __future__ import annotations
+
+import math
+
+
+def warmup_cosine(step: int, total_steps: int, base: float, warmup_steps: int, final: float = 0.0) -> float:
+    """Value at ``step`` (0-based) of a schedule that rises linearly over ``warmup_steps``
+    to ``base`` and then follows a half cosine down to ``final`` at ``total_steps``."""
+    if step < warmup_steps:
+        return base * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final + (base - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

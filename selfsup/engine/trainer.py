@@ -1,0 +1,287 @@
+"""The pretraining loop: one visible loop in a fixed order, with nothing method-specific.
+
+schedule -> batch -> views + forward + loss (inside the method) -> finite check -> backward
+-> clip -> step -> method.after_step (momentum updates) -> log -> checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import logging
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..backbones import build_backbone
+from ..backbones.io import save_encoder
+from ..config import PretrainConfig, build_config, load_yaml, save_yaml, to_dict
+from ..data.images import Prepared, probe_spec
+from ..data.splits import stratified_split, train_test
+from ..errors import ConfigError, NonFiniteLossError
+from ..methods import METHODS, Method
+from ..views import Views, estimate_normalization
+from . import checkpoint as ckpt
+from .logger import MetricsLogger
+from .optim import build_optimizer
+from .runtime import prepare_out, resolve_device, seed_everything, step_generator
+from .schedule import warmup_cosine
+
+log = logging.getLogger("selfsup")
+KILL_ENV = "SELFSUP_KILL_AT_STEP"  # test hook: SIGKILL this process right after that step
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The data order of one epoch: a permutation fixed by (seed, epoch), so resuming replays it."""
+    return torch.randperm(n, generator=step_generator(seed, 1, epoch)).numpy()
+
+
+def step_indices(n: int, batch: int, seed: int, step: int) -> np.ndarray:
+    epoch, k = divmod(step, n // batch)
+    return epoch_order(n, seed, epoch)[k * batch:(k + 1) * batch]
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int) -> None:
+        self.n, self.batch, self.seed, self.start, self.stop = n, batch, seed, start, stop
+
+    def __iter__(self):
+        for step in range(self.start, self.stop):
+            yield step_indices(self.n, self.batch, self.seed, step).tolist()
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+def batches(data: Prepared, batch: int, seed: int, start: int, stop: int, workers: int) -> Iterator[torch.Tensor]:
+    """uint8 batches for steps start..stop-1 (drop-last epochs, order fixed by seed)."""
+    if data.array is not None:
+        for step in range(start, stop):
+            idx = step_indices(len(data), batch, seed, step)
+            yield torch.from_numpy(np.ascontiguousarray(data.array[idx]))
+        return
+    from ..data.images import collate_good
+
+    loader = torch.utils.data.DataLoader(data.stream, batch_sampler=_StepBatches(len(data), batch, seed, start, stop),
+                                         num_workers=workers, collate_fn=collate_good, pin_memory=torch.cuda.is_available(),
+                                         persistent_workers=False)
+    for images, bad in loader:
+        data.report_bad(bad)
+        yield images
+
+
+def _resolve_budget(cfg: PretrainConfig, steps_per_epoch: int) -> int | None:
+    given = [x for x in (cfg.steps, cfg.epochs, cfg.time_limit) if x is not None]
+    if len(given) > 1:
+        raise ConfigError("give one budget: --epochs, --steps or --time-limit")
+    if cfg.steps is not None:
+        if cfg.steps < 1:
+            raise ConfigError("--steps must be at least 1")
+        return cfg.steps
+    if cfg.time_limit is not None:
+        if cfg.time_limit <= 0:
+            raise ConfigError("--time-limit must be positive")
+        return None  # measured later
+    epochs = 100.0 if cfg.epochs is None else cfg.epochs
+    if epochs <= 0:
+        raise ConfigError("--epochs must be positive")
+    return max(1, round(epochs * steps_per_epoch))
+
+
+def _method_args(cls: type[Method], cfg: PretrainConfig) -> dict:
+    args = {**cls.recipe.args, **(cfg.method_args or {})}
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "backbone", "views"}
+    unknown = sorted(set(args) - accepted)
+    if unknown:
+        raise ConfigError(f"method {cls.name} has no argument {', '.join(unknown)} (it takes: {', '.join(sorted(accepted))})")
+    return args
+
+
+def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, generator: torch.Generator,
+                amp: bool, device: torch.device, grad_clip: float | None) -> torch.Tensor:
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = method(images, generator)["loss"]
+    if not torch.isfinite(loss):
+        return loss  # the caller stops before this step touches the weights
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
+                momentum: float, opt_name: str, amp: bool, device: torch.device) -> float:
+    """Seconds per step, measured on a throw-away copy so the real run starts untouched."""
+    trial = copy.deepcopy(method)
+    optimizer = build_optimizer(opt_name, trial, lr, wd, momentum)
+    seconds = []
+    for i, images in enumerate(batches(data, batch, cfg.seed, 0, 6, cfg.num_workers)):
+        t0 = time.perf_counter()
+        _train_step(trial, optimizer, images.to(device), step_generator(cfg.seed, 9, i), amp, device, cfg.grad_clip)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - t0)
+    return float(np.median(seconds[2:])) if len(seconds) > 2 else float(np.mean(seconds))
+
+
+def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
+    """Pretrain ``cfg.method`` on ``cfg.data``; returns the result written to OUT/result.json."""
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    if cfg.resume:
+        if not (out / "config.yaml").exists():
+            raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
+        cfg = build_config(PretrainConfig, load_yaml(out / "config.yaml"),
+                           {"resume": True, "device": cfg.device, "num_workers": cfg.num_workers})
+    method_cls = METHODS.get(cfg.method)  # unknown names fail before any work
+    recipe = method_cls.recipe
+    if not cfg.data:
+        raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
+    prepare_out(out, cfg.resume, cfg.overwrite)
+    device = resolve_device(cfg.device)
+
+    train, test = train_test(cfg.data, cfg.test, out)
+    spec = probe_spec(train, cfg.image_size)
+    data = Prepared(train, spec, strict=cfg.strict, progress=progress)
+    if len(data) < 2:
+        raise ConfigError(f"{cfg.data}: need at least 2 readable images, found {len(data)}")
+    batch = cfg.batch_size
+    if batch > len(data):
+        log.warning("batch size %d exceeds the %d images; using %d", batch, len(data), len(data))
+        batch = len(data)
+    steps_per_epoch = len(data) // batch
+    # Normalization statistics from (a sample of) the pool, saved beside the encoder.
+    _, sample = next(data.batches(np.arange(min(len(data), 10000 if data.array is not None else 512)), 10000))
+    normalization = estimate_normalization(sample)
+    view_args = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.view_args or {}).items()}
+    try:
+        views = Views.preset(cfg.views or recipe.views, spec.image_size, normalization, **view_args)
+    except TypeError as exc:
+        raise ConfigError(f"view_args: {exc}") from None
+
+    seed_everything(cfg.seed)
+    backbone = build_backbone(cfg.backbone, spec.channels, cfg.stem, spec.image_size)
+    backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    method = method_cls(backbone, views, **_method_args(method_cls, cfg)).to(device)
+    if backbone.channels_last:
+        method.to(memory_format=torch.channels_last)
+    amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+
+    opt_name = cfg.optimizer or recipe.optimizer
+    base_lr = cfg.lr if cfg.lr is not None else recipe.base_lr
+    wd = cfg.weight_decay if cfg.weight_decay is not None else recipe.weight_decay
+    momentum = cfg.momentum if cfg.momentum is not None else recipe.momentum
+    lr = base_lr * batch / 256
+    optimizer = build_optimizer(opt_name, method, lr, wd, momentum)
+
+    total = _resolve_budget(cfg, steps_per_epoch)
+    if total is None:
+        per_step = _time_steps(method, cfg, data, batch, lr, wd, momentum, opt_name, amp, device)
+        remaining = cfg.time_limit - (time.perf_counter() - started)  # type: ignore[operator]
+        total = max(1, int(remaining / per_step))
+        log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
+    warmup_fraction = cfg.warmup_fraction if cfg.warmup_fraction is not None else recipe.warmup_fraction
+    warmup_steps = int(round(warmup_fraction * total))
+
+    resolved = replace(cfg, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
+                       optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
+                       views=cfg.views or recipe.views, image_size=spec.image_size, resume=False, overwrite=False,
+                       method_args=_method_args(method_cls, cfg))
+    encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
+                    "image_size": spec.image_size, "load_size": spec.load_size,
+                    "normalization": asdict(normalization), "method": cfg.method}
+    start = 0
+    folder = out / "checkpoints"
+    if cfg.resume:
+        latest = ckpt.latest_checkpoint(folder)
+        if latest is not None:
+            start = ckpt.restore(latest, method, optimizer)["step"]
+            log.info("resuming %s from step %d of %d", out, start, total)
+    else:
+        save_yaml(to_dict(resolved), out / "config.yaml")
+    meta = {"config": to_dict(resolved), "encoder": encoder_info, "total_steps": total}
+
+    logger = MetricsLogger(out, resume_step=start)
+    kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
+               disable=not progress, dynamic_ncols=True)
+    loop_start, last_loss, images_seen = time.perf_counter(), float("nan"), 0
+    window_start, window_images = loop_start, 0
+    try:
+        for step, images in enumerate(batches(data, batch, cfg.seed, start, total, cfg.num_workers), start=start):
+            lr_now = warmup_cosine(step, total, lr, warmup_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            images = images.to(device, non_blocking=True)
+            loss = _train_step(method, optimizer, images, step_generator(cfg.seed, 2, step), amp, device, cfg.grad_clip)
+            if not torch.isfinite(loss):
+                kept = ckpt.latest_checkpoint(folder)
+                where = f"last good checkpoint: {kept}" if kept else "no checkpoint was written yet"
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; stopped, {where}")
+            method.after_step(step, total)
+            done = step + 1
+            images_seen += len(images)
+            window_images += len(images)
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == total:
+                last_loss = float(loss)
+                now = time.perf_counter()
+                ips = window_images / max(now - window_start, 1e-9)
+                window_start, window_images = now, 0
+                logger.log({"step": done, "epoch": round(done / steps_per_epoch, 4), "loss": last_loss, "lr": lr_now,
+                            "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3)})
+                bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
+            if done % cfg.checkpoint_every == 0 or done == total:
+                ckpt.save_checkpoint(folder, done, method, optimizer, meta)
+            if done == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        bar.close()
+        logger.close()
+    train_seconds = time.perf_counter() - loop_start
+    save_encoder(out, backbone, normalization, spec.image_size, spec.load_size, {"method": cfg.method, "steps": total})
+
+    result = {"method": cfg.method, "backbone": cfg.backbone, "steps": total, "epochs": round(total / steps_per_epoch, 3),
+              "batch_size": batch, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
+              "final_loss": last_loss, "train_seconds": round(train_seconds, 3),
+              "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), "out": str(out)}
+    if data.labels is not None and len(np.unique(data.labels)) > 1:
+        result.update(_monitor_knn(backbone, data, test if cfg.test else None, spec, normalization, device, cfg))
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+def _monitor_knn(backbone, data: Prepared, test, spec, normalization, device, cfg: PretrainConfig) -> dict:
+    """kNN top-1 on a held-out 10% of the training data (or on --test when the user passed it)."""
+    from ..evaluate.features import extract_features
+    from ..evaluate.knn import knn_predict, topk_accuracy
+
+    labels = np.asarray(data.labels)
+    if test is not None and test.has_labels:
+        test_data = Prepared(test, spec, strict=cfg.strict, progress=False)
+        bank_idx, query_source, query_idx = np.arange(len(data)), test_data, np.arange(len(test_data))
+        query_labels = np.asarray(test_data.labels)
+        name = "test"
+    else:
+        bank_idx, query_idx = stratified_split(labels, 0.1, 0)
+        query_source, query_labels, name = data, labels, "held-out 10% of the training data"
+    bank, bank_pos = extract_features(backbone, data, normalization, spec.image_size, device, indices=bank_idx)
+    query, query_pos = extract_features(backbone, query_source, normalization, spec.image_size, device, indices=query_idx)
+    n_classes = int(labels.max()) + 1
+    scores = knn_predict(bank, torch.from_numpy(labels[bank_idx[bank_pos]]), query, n_classes)
+    acc = topk_accuracy(scores, torch.from_numpy(query_labels[query_idx[query_pos]]))
+    return {"knn_top1": acc[1], "knn_on": name}
+
+
+__all__ = ["pretrain", "epoch_order", "step_indices"]

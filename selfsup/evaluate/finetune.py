@@ -1,0 +1,183 @@
+"""Fine-tune vs scratch on few labels, and the frozen-feature probes beside them.
+
+The same downstream model (backbone + linear classifier) is trained twice on the same
+labeled subset, from the pretrained encoder and from random initialization, with the same
+architecture, augmentation and number of steps; each picks its learning rate from the same
+grid on a validation part of the subset and is then retrained on the whole subset. With
+fewer than two labels in some class there is nothing to validate on, and both use the
+grid's smallest value. The test set is only ever used for the final score.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..backbones import Backbone, build_from_spec
+from ..backbones.registry import BackboneSpec
+from ..data.images import Prepared
+from ..data.splits import labeled_subset, save_subset, stratified_split
+from ..engine.optim import param_groups
+from ..engine.runtime import seed_everything, step_generator
+from ..engine.schedule import warmup_cosine
+from ..views import Normalization, Views, ViewSettings, eval_transform
+from .features import extract_features
+from .knn import knn_predict, topk_accuracy
+from .linear import fit_head, linear_probe
+
+log = logging.getLogger("selfsup")
+
+
+@dataclass
+class Downstream:
+    """What every downstream training shares."""
+
+    train: Prepared
+    test: Prepared
+    num_classes: int
+    normalization: Normalization
+    image_size: int
+    device: torch.device
+    steps: int
+    batch_size: int
+    weight_decay: float
+    lr_grid: list[float]
+    val_fraction: float
+    head_init: str = "random"
+    warmup_fraction: float = 0.1
+    head_lr_scale: float = 10.0  # the new classifier learns faster than the (pretrained) backbone  # "probe": LP-FT, the head starts as a linear probe; "random"
+
+
+def augmentation(channels: int) -> ViewSettings:
+    """Light training augmentation: random resized crop (scale 0.5-1) and, for colour images, flips."""
+    return ViewSettings(crop_scale=(0.5, 1.0), flip_p=0.5 if channels == 3 else 0.0, jitter_p=0.0, grayscale_p=0.0)
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(backbone.feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, lr: float,
+                     seed: int) -> Classifier:
+    seed_everything(seed)
+    model = Classifier(make_backbone(), ds.num_classes).to(ds.device)
+    if ds.head_init == "probe":
+        # LP-FT (Kumar et al. 2022, https://arxiv.org/abs/2202.10054): start from a fitted linear
+        # head so early gradients do not distort the features; applied alike to both inits.
+        feats, pos = extract_features(model.backbone, ds.train, ds.normalization, ds.image_size, ds.device,
+                                      indices=indices)
+        weight, bias = fit_head(feats, torch.from_numpy(np.asarray(ds.train.labels)[indices[pos]]), ds.num_classes)
+        with torch.no_grad():
+            model.head.weight.copy_(weight)
+            model.head.bias.copy_(bias)
+    groups = param_groups(model.backbone, ds.weight_decay)
+    groups.append({"params": list(model.head.parameters()), "weight_decay": ds.weight_decay,
+                   "lr_scale": ds.head_lr_scale})
+    for g in groups:
+        g.pop("lars_exclude", None)
+    optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    views = Views([augmentation(ds.train.spec.channels)], ds.image_size, ds.normalization)
+    labels = torch.from_numpy(np.asarray(ds.train.labels))
+    batch = min(ds.batch_size, len(indices))
+    model.train()
+    for step in range(ds.steps):
+        generator = step_generator(seed, 3, step)
+        pick = indices[torch.randperm(len(indices), generator=generator)[:batch].numpy()]
+        _, images = next(ds.train.batches(pick, batch))
+        for group in optimizer.param_groups:
+            group["lr"] = warmup_cosine(step, ds.steps, lr, int(ds.warmup_fraction * ds.steps)) * group.get("lr_scale", 1.0)
+        x = views.one(images.to(ds.device), views.settings[0], generator)
+        loss = F.cross_entropy(model(x), labels[pick].to(ds.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, ds: Downstream) -> float:
+    model.eval()
+    correct = total = 0
+    labels = np.asarray(data.labels)
+    for pos, images in data.batches(indices, 512):
+        pred = model(eval_transform(images.to(ds.device), ds.image_size, ds.normalization)).argmax(1).cpu()
+        correct += int((pred.numpy() == labels[indices[pos]]).sum())
+        total += len(pos)
+    return correct / max(total, 1)
+
+
+def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, seed: int) -> float:
+    labels = np.asarray(ds.train.labels)[indices]
+    if np.bincount(labels)[np.unique(labels)].min() < 2:
+        return min(ds.lr_grid)  # nothing to validate on: the gentlest rate
+    fit, val = stratified_split(labels, ds.val_fraction, seed)
+    scores = [accuracy(train_classifier(make_backbone, ds, indices[fit], lr, seed), ds.train, indices[val], ds)
+              for lr in ds.lr_grid]
+    return ds.lr_grid[int(np.argmax(scores))]
+
+
+def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,
+            out: Path | None, progress: bool = True) -> list[dict]:
+    """One row per label budget: scratch and pretrained fine-tuning, linear probe and kNN (mean ± std)."""
+    spec: BackboneSpec = pretrained.spec
+    state = {k: v.clone() for k, v in pretrained.state_dict().items()}
+
+    def from_scratch() -> Backbone:
+        return build_from_spec(spec, ds.image_size)
+
+    def from_pretrained() -> Backbone:
+        backbone = build_from_spec(spec, ds.image_size)
+        backbone.load_state_dict(state)
+        return backbone
+
+    pretrained = pretrained.to(ds.device)
+    all_labels = np.asarray(ds.train.labels)
+    test_idx = np.arange(len(ds.test))
+    test_feats, test_pos = extract_features(pretrained, ds.test, ds.normalization, ds.image_size, ds.device)
+    test_labels = torch.from_numpy(np.asarray(ds.test.labels)[test_pos])
+    rows = []
+    bar = tqdm(total=len(budgets) * seeds, desc="fine-tune vs scratch", file=sys.stderr, disable=not progress)
+    for name, per_class, fraction in budgets:
+        results: dict[str, list[float]] = {"scratch": [], "pretrained": [], "linear": [], "knn": []}
+        chosen: dict[str, list[float]] = {"scratch": [], "pretrained": []}
+        n_labels = 0
+        for seed in range(seeds):
+            subset = labeled_subset(all_labels, seed, per_class=per_class, fraction=fraction)
+            n_labels = len(subset)
+            if out is not None:
+                save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
+            for init, make in (("scratch", from_scratch), ("pretrained", from_pretrained)):
+                lr = pick_lr(make, ds, subset, seed)
+                chosen[init].append(lr)
+                results[init].append(accuracy(train_classifier(make, ds, subset, lr, seed), ds.test, test_idx, ds))
+            feats, pos = extract_features(pretrained, ds.train, ds.normalization, ds.image_size, ds.device, indices=subset)
+            sub_labels = torch.from_numpy(all_labels[subset[pos]])
+            scores, _ = linear_probe(feats, sub_labels, test_feats, ds.num_classes, seed)
+            results["linear"].append(topk_accuracy(scores, test_labels, (1,))[1])
+            knn_scores = knn_predict(feats, sub_labels, test_feats, ds.num_classes)
+            results["knn"].append(topk_accuracy(knn_scores, test_labels, (1,))[1])
+            bar.update(1)
+        row = {"labels_per_class": per_class if per_class is not None else ("all" if fraction is None else None),
+               "label_fraction": fraction, "n_labels": n_labels, "seeds": seeds}
+        for key, values in results.items():
+            field = "pretrained_accuracy" if key == "pretrained" else f"{key}_accuracy"
+            row[field] = float(np.mean(values))
+            row[f"{field}_std"] = float(np.std(values))
+        row["scratch_lr"], row["pretrained_lr"] = chosen["scratch"], chosen["pretrained"]
+        rows.append(row)
+    bar.close()
+    return rows

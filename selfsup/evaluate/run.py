@@ -1,0 +1,107 @@
+"""The eval and finetune commands: load an encoder, resolve labeled/test data, score, report."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..backbones.io import load_backbone
+from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
+from ..data.images import ImageSpec, Prepared
+from ..data.splits import parse_labels_per_class, train_test
+from ..engine.runtime import prepare_out, resolve_device
+from ..errors import ConfigError, SelfSupError
+from ..views import Normalization
+from .features import extract_features
+from .finetune import Downstream, compare
+from .knn import knn_predict, topk_accuracy
+from .linear import linear_probe
+
+
+def _labeled_data(cfg, info: dict, out: Path | None) -> tuple[Prepared, Prepared]:
+    if not cfg.labeled:
+        raise ConfigError("this command needs --labeled (a labeled folder, archive, .npz or 'digits')")
+    train, test = train_test(cfg.labeled, cfg.test, out)
+    if test is None:
+        raise ConfigError(f"{cfg.labeled} has no labels to split a test set from; pass --test")
+    if not train.has_labels or not test.has_labels:
+        raise ConfigError("--labeled and --test must carry labels (class subfolders or a label array)")
+    spec = ImageSpec(channels=info["backbone"]["in_channels"], load_size=info["load_size"], image_size=info["image_size"])
+    return Prepared(train, spec, strict=cfg.strict), Prepared(test, spec, strict=cfg.strict)
+
+
+def run_eval(cfg: EvalConfig, protocol: str) -> dict:
+    """Frozen-feature evaluation: weighted kNN or a linear probe, scored on the test set."""
+    started = time.perf_counter()
+    if protocol not in ("knn", "linear"):
+        raise ConfigError(f"unknown evaluation protocol {protocol!r} (knn or linear)")
+    if not cfg.checkpoint:
+        raise ConfigError("eval needs --checkpoint (a run folder or an encoder file)")
+    device = resolve_device(cfg.device)
+    backbone, info = load_backbone(cfg.checkpoint)
+    backbone.to(device)
+    train, test = _labeled_data(cfg, info, None)
+    norm = Normalization(**info["normalization"])
+    train_x, train_pos = extract_features(backbone, train, norm, info["image_size"], device, cfg.batch_size)
+    test_x, test_pos = extract_features(backbone, test, norm, info["image_size"], device, cfg.batch_size)
+    train_y = torch.from_numpy(np.asarray(train.labels)[train_pos])
+    test_y = torch.from_numpy(np.asarray(test.labels)[test_pos])
+    num_classes = max(train.collection.num_classes, int(train_y.max()) + 1)
+    result: dict = {"protocol": protocol}
+    if protocol == "knn":
+        k = min(cfg.k, len(train_y))
+        scores = knn_predict(train_x, train_y, test_x, num_classes, k=k, temperature=cfg.temperature)
+        result.update({"k": k, "temperature": cfg.temperature})
+    else:
+        scores, wd = linear_probe(train_x, train_y, test_x, num_classes, cfg.seed)
+        result.update({"k": None, "temperature": None, "weight_decay": wd})
+    acc = topk_accuracy(scores, test_y)
+    result.update({"top1": acc[1], "top5": acc[5], "n_train": len(train_y), "n_test": len(test_y),
+                   "seconds": round(time.perf_counter() - started, 3)})
+    return result
+
+
+def budgets_from(cfg: FinetuneConfig) -> list[tuple[str, int | None, float | None]]:
+    if cfg.labels_per_class and cfg.label_fraction is not None:
+        raise ConfigError("give --labels-per-class or --label-fraction, not both")
+    if cfg.label_fraction is not None:
+        if not 0 < cfg.label_fraction <= 1:
+            raise ConfigError("--label-fraction must be in (0, 1]")
+        return [(f"fraction{cfg.label_fraction:g}", None, cfg.label_fraction)]
+    per_class = parse_labels_per_class(cfg.labels_per_class or "1,10")
+    return [(f"lpc{p}" if p is not None else "lpc-all", p, None) for p in per_class]
+
+
+def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
+    started = time.perf_counter()
+    if not cfg.checkpoint:
+        raise ConfigError("finetune needs --checkpoint (a run folder or an encoder file)")
+    if cfg.seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    if not cfg.lr_grid:
+        raise ConfigError("lr_grid must hold at least one learning rate")
+    if cfg.head_init not in ("probe", "random"):
+        raise ConfigError(f"head_init must be probe or random, not {cfg.head_init!r}")
+    budgets = budgets_from(cfg)
+    device = resolve_device(cfg.device)
+    backbone, info = load_backbone(cfg.checkpoint)
+    out = Path(cfg.out) if cfg.out else (Path(cfg.checkpoint) / "finetune" if Path(cfg.checkpoint).is_dir() else None)
+    if out is not None:
+        prepare_out(out, resume=False, overwrite=cfg.overwrite)
+        save_yaml(to_dict(cfg), out / "config.yaml")
+    train, test = _labeled_data(cfg, info, out)
+    ds = Downstream(train=train, test=test, num_classes=train.collection.num_classes,
+                    normalization=Normalization(**info["normalization"]), image_size=info["image_size"],
+                    device=device, steps=cfg.steps, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+                    lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction,
+                    head_init=cfg.head_init)
+    if ds.num_classes < 2:
+        raise SelfSupError("the labeled set needs at least two classes")
+    rows = compare(backbone, ds, budgets, cfg.seeds, out, progress)
+    result = {"rows": rows, "seconds": round(time.perf_counter() - started, 3)}
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,55 @@
+"""The one thin base of every method: it owns a backbone and a view pipeline.
+
+A method declares its views (``default_views``), its heads and loss (built in ``__init__``),
+any state it carries (momentum encoder, queue: registered buffers or modules), and a
+``forward(images, generator)`` that returns a dict with the scalar ``"loss"``. The training
+engine calls only ``forward`` and ``after_step``; it knows nothing method-specific.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from ..backbones import Backbone
+from ..registry import Registry
+from ..views import Views
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A method's published training defaults (overridable by config and flags)."""
+
+    optimizer: str = "lars"
+    base_lr: float = 0.3  # scaled by batch / 256
+    weight_decay: float = 1e-6
+    momentum: float = 0.9
+    warmup_fraction: float = 0.1
+    views: str = "simclr-cifar"
+    args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
+
+
+class Method(nn.Module):
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    recipe: ClassVar[Recipe]
+
+    def __init__(self, backbone: Backbone, views: Views) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.views = views
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        """Called after each optimizer step (momentum-encoder updates and the like)."""
+
+
+METHODS: Registry[type[Method]] = Registry("method")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    return METHODS.register(cls.name)(cls)

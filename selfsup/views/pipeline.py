@@ -1,0 +1,147 @@
+"""View pipelines: typed view settings, the presets of the papers, and the batched pipeline."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Sequence
+
+import torch
+
+from ..errors import ConfigError
+from ..registry import Registry
+from . import kernels as K
+from . import params as P
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """One view's augmentation, applied in SimCLR's order: crop, flip, jitter, grey, blur, solarize."""
+
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.5
+    jitter_p: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_fraction: float = 0.1  # kernel size as a fraction of the image side, made odd
+    solarize_p: float = 0.0
+
+    def validate(self) -> None:
+        lo, hi = self.crop_scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"crop_scale must satisfy 0 < low <= high <= 1, got {self.crop_scale}")
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be a probability, got {getattr(self, name)}")
+        if not 0 <= self.hue <= 0.5:
+            raise ConfigError(f"hue must be in [0, 0.5], got {self.hue}")
+
+
+def jitter(strength: float) -> dict[str, float]:
+    """SimCLR's colour distortion of strength s: brightness, contrast, saturation 0.8s, hue 0.2s."""
+    return {"brightness": 0.8 * strength, "contrast": 0.8 * strength, "saturation": 0.8 * strength,
+            "hue": 0.2 * strength}
+
+
+VIEW_PRESETS: Registry[tuple[ViewSettings, ...]] = Registry("view preset")
+# SimCLR (Chen et al. 2020, appendix B.9): CIFAR uses jitter strength 0.5 and no blur.
+VIEW_PRESETS.register("simclr-cifar")((ViewSettings(**jitter(0.5)),) * 2)
+# SimCLR ImageNet: strength 1.0 and Gaussian blur with p 0.5, sigma in [0.1, 2], kernel 10%.
+VIEW_PRESETS.register("simclr-imagenet")((ViewSettings(**jitter(1.0), blur_p=0.5),) * 2)
+# BYOL (Grill et al. 2020, table 6): asymmetric blur (1.0 / 0.1) and solarize (0 / 0.2).
+_byol = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
+VIEW_PRESETS.register("byol")((ViewSettings(**_byol, blur_p=1.0), ViewSettings(**_byol, blur_p=0.1, solarize_p=0.2)))
+# Small grayscale images (digits): gentler crops, no colour to jitter beyond brightness/contrast.
+VIEW_PRESETS.register("small-gray")((ViewSettings(crop_scale=(0.4, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.0,
+                                                  **jitter(0.5), grayscale_p=0.0),) * 2)
+
+
+@dataclass
+class Normalization:
+    mean: list[float]
+    std: list[float]
+
+    def tensors(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.tensor(self.mean, device=device, dtype=torch.float32),
+                torch.tensor(self.std, device=device, dtype=torch.float32))
+
+
+def estimate_normalization(images: torch.Tensor) -> Normalization:
+    """Per-channel mean and std of uint8 N x C x H x W images (a sample is enough)."""
+    x = images.float() / 255.0
+    return Normalization(mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).clamp(min=1e-3).tolist())
+
+
+@dataclass
+class Views:
+    """Makes ``len(settings)`` views of a uint8 batch, each image with its own random parameters.
+
+    Usable on its own in a training loop::
+
+        views = Views.preset("simclr-cifar", size=32, normalization=Normalization([0.5]*3, [0.25]*3))
+        v1, v2 = views(uint8_batch, torch.Generator().manual_seed(step))
+    """
+
+    settings: Sequence[ViewSettings]
+    size: int
+    normalization: Normalization
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def preset(cls, name: str, size: int, normalization: Normalization, **overrides) -> "Views":
+        settings = tuple(replace(s, **overrides) for s in VIEW_PRESETS.get(name))
+        for s in settings:
+            s.validate()
+        return cls(settings, size, normalization)
+
+    def one(self, images: torch.Tensor, s: ViewSettings, generator: torch.Generator) -> torch.Tensor:
+        """One view of a uint8 (or [0, 1] float) batch: float, normalized, size x size."""
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        b, c, h, w = x.shape
+        dev = x.device
+        boxes = P.crop_boxes(b, h, w, s.crop_scale, s.crop_ratio, generator).to(dev)
+        flips = P.bernoulli(b, s.flip_p, generator).to(dev)
+        factors = P.jitter_factors(b, s.brightness, s.contrast, s.saturation, s.hue, generator).to(dev)
+        orders = P.random_orders(b, generator).to(dev)
+        jitter_on = P.bernoulli(b, s.jitter_p, generator).to(dev)
+        grey_on = P.bernoulli(b, s.grayscale_p, generator).to(dev)
+        sigma = (torch.rand(b, generator=generator) * (s.blur_sigma[1] - s.blur_sigma[0]) + s.blur_sigma[0]).to(dev)
+        blur_on = P.bernoulli(b, s.blur_p, generator).to(dev)
+        solar_on = P.bernoulli(b, s.solarize_p, generator).to(dev)
+
+        x = K.resized_crop(x, boxes, self.size)
+        x = K.hflip(x, flips)
+        if s.jitter_p > 0:
+            x = K.color_jitter(x, factors, orders, jitter_on)
+        if s.grayscale_p > 0 and c == 3:
+            x = torch.where(grey_on[:, None, None, None], K.grayscale(x), x)
+        if s.blur_p > 0:
+            kernel = max(3, int(s.blur_kernel_fraction * self.size) // 2 * 2 + 1)
+            x = K.gaussian_blur(x, sigma, kernel, blur_on)
+        if s.solarize_p > 0:
+            x = K.solarize(x, solar_on)
+        mean, std = self.normalization.tensors(dev)
+        return K.normalize(x, mean, std)
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, n: int | None = None) -> list[torch.Tensor]:
+        n = n or len(self.settings)
+        return [self.one(images, self.settings[i % len(self.settings)], generator) for i in range(n)]
+
+    def describe(self) -> dict:
+        return {"size": self.size, "settings": [asdict(s) for s in self.settings],
+                "normalization": asdict(self.normalization)}
+
+
+def eval_transform(images: torch.Tensor, size: int, normalization: Normalization) -> torch.Tensor:
+    """Unaugmented evaluation view: centre crop to size (images are already at load size), normalize."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+    h, w = x.shape[-2:]
+    if h != size or w != size:
+        top, left = (h - size) // 2, (w - size) // 2
+        x = x[..., top:top + size, left:left + size]
+    mean, std = normalization.tensors(x.device)
+    return K.normalize(x, mean, std)

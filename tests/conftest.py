@@ -1,0 +1,54 @@
+"""Shared fixtures: small real image folders and a fixed seed for every test."""
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+CIFAR_ZIP = SHARED / "cifar10-jpeg.zip"
+
+
+@pytest.fixture(autouse=True)
+def _seed(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+
+
+def cifar_members(per_class: int, split: str = "train") -> list[tuple[str, bytes]]:
+    """The first ``per_class`` JPEGs of each class of the shared CIFAR-10 zip (real images)."""
+    out = []
+    with zipfile.ZipFile(CIFAR_ZIP) as z:
+        names = sorted(n for n in z.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg"))
+        counts: dict[str, int] = {}
+        for n in names:
+            cls = n.split("/")[1]
+            if counts.get(cls, 0) < per_class:
+                counts[cls] = counts.get(cls, 0) + 1
+                out.append((n, z.read(n)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def cifar_folder(tmp_path_factory) -> Path:
+    """train/ and test/ class folders holding 8 + 4 real CIFAR-10 images per class."""
+    root = tmp_path_factory.mktemp("cifar-slice")
+    for split, n in (("train", 8), ("test", 4)):
+        for name, data in cifar_members(n, split):
+            path = root / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    return root
+
+
+def make_jpeg(rng: np.random.Generator, size: int = 32) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from PIL import Image
+
+import selfsup
+from selfsup.backbones import build_backbone, list_backbones
+from selfsup.backbones.io import save_encoder
+from selfsup.errors import ConfigError
+from selfsup.views import Normalization
+
+
+def test_resnet18_small_stem_and_feature_dim():
+    bb = build_backbone("resnet18", 3, "auto", 32)
+    assert bb.spec.stem == "small" and bb.feature_dim == 512
+    assert bb.model.conv1.kernel_size == (3, 3) and bb.model.conv1.stride == (1, 1)
+    assert isinstance(bb.model.maxpool, nn.Identity)
+    assert bb(torch.randn(2, 3, 32, 32)).shape == (2, 512)
+    assert build_backbone("resnet18", 3, "auto", 224).spec.stem == "imagenet"
+
+
+def test_weights_load_into_torchvision_model_strictly():
+    bb = build_backbone("resnet18", 1, "small", 32)
+    reference = torchvision.models.resnet18()
+    reference.conv1 = nn.Conv2d(1, 64, 3, 1, 1, bias=False)
+    reference.maxpool, reference.fc = nn.Identity(), nn.Identity()
+    reference.load_state_dict(bb.model.state_dict(), strict=True)
+    stock = build_backbone("resnet50", 3, "imagenet", 224)
+    plain = torchvision.models.resnet50()
+    plain.fc = nn.Identity()
+    plain.load_state_dict(stock.model.state_dict(), strict=True)
+
+
+def test_timm_backbone_by_name():
+    timm = pytest.importorskip("timm")
+    bb = build_backbone("timm:resnet10t", 3, "small", 32)
+    assert bb(torch.randn(2, 3, 32, 32)).shape == (2, bb.feature_dim)
+    ref = timm.create_model("resnet10t", num_classes=0)
+    assert set(ref.state_dict()) == set(bb.model.state_dict())
+
+
+def test_unknown_backbone_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        build_backbone("resnet1000")
+    assert "resnet18" in list_backbones() and "small-convnet" in list_backbones()
+
+
+def test_encoder_round_trip_and_preprocess(tmp_path):
+    bb = build_backbone("small-convnet", 3, "auto", 32).eval()
+    norm = Normalization([0.4, 0.5, 0.6], [0.2, 0.25, 0.3])
+    save_encoder(tmp_path, bb, norm, 32, 32, {"method": "simclr"})
+    encoder, preprocess = selfsup.load_encoder(tmp_path)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8))
+    x = preprocess(image)
+    assert x.shape == (3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x[None]), bb(x[None]))

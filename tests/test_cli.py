@@ -1,0 +1,117 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from selfsup.cli import main
+from selfsup.methods import METHODS
+from selfsup.methods.base import Method, Recipe
+
+TINY = ["--data", "digits", "--backbone", "small-convnet", "--views", "small-gray", "--batch-size", "32",
+        "--steps", "4", "--quiet"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "selfsup", *args], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("command", [[], ["pretrain"], ["eval", "knn"], ["finetune"], ["demo"], ["methods"]])
+def test_every_command_has_help(command):
+    result = cli(*command, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout
+
+
+def test_pretrain_json_contract_and_outputs(tmp_path):
+    out = tmp_path / "run"
+    result = cli("pretrain", *TINY, "--out", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    payload = json.loads(lines[-1])
+    assert payload["steps"] == 4 and 0 <= payload["knn_top1"] <= 1
+    for name in ("config.yaml", "encoder.safetensors", "encoder.json", "metrics.csv", "result.json",
+                 "splits.json", "checkpoints/latest.json", "tensorboard"):
+        assert (out / name).exists(), name
+    # A non-empty output folder needs --resume or --overwrite.
+    again = cli("pretrain", *TINY, "--out", str(out))
+    assert again.returncode == 2 and again.stderr.strip().startswith("selfsup: error:")
+    assert len(again.stderr.strip().splitlines()) == 1
+    assert cli("pretrain", *TINY, "--out", str(out), "--overwrite").returncode == 0
+
+
+def test_config_precedence_defaults_file_flags(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"batch_size": 16, "seed": 7, "lr": 0.5, "method_args": {"temperature": 0.2}}))
+    out = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--config", str(config), "--seed", "3", "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    # --batch-size 32 (flag) beats 16 (file); seed 3 (flag) beats 7; lr from the file; defaults elsewhere.
+    assert saved["batch_size"] == 32 and saved["seed"] == 3 and saved["lr"] == 0.5
+    assert saved["method_args"]["temperature"] == 0.2 and saved["stem"] == "auto"
+
+
+@pytest.mark.parametrize("args,code,message", [
+    (["pretrain", "--method", "nope", "--data", "digits"], 2, "unknown method 'nope'"),
+    (["pretrain", "--data", "/no/such/folder"], 1, "data not found"),
+    (["pretrain", "--data", "digits", "--config", "/no/such.yaml"], 2, "config file not found"),
+    (["eval", "knn", "--checkpoint", "/no/such/run", "--labeled", "digits"], 1, "checkpoint not found"),
+    (["pretrain", "--data", "digits", "--epochs", "1", "--steps", "2"], 2, "not allowed with"),
+])
+def test_errors_are_one_line_with_the_right_exit_code(tmp_path, args, code, message):
+    result = cli(*args, "--out", str(tmp_path / "o")) if args[0] == "pretrain" else cli(*args)
+    assert result.returncode == code
+    assert message in result.stderr
+    if code == 1 or "unknown method" in message:
+        assert result.stderr.strip().splitlines()[-1].startswith("selfsup: error:")
+
+
+class _Exploding(Method):
+    """Test-only method: finite loss for two steps, then NaN. https://arxiv.org/abs/0000.00000"""
+
+    name = "exploding-test"
+    paper = "none"
+    recipe = Recipe(optimizer="sgd", base_lr=0.01, views="small-gray")
+
+    def __init__(self, backbone, views):
+        super().__init__(backbone, views)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, images, generator):
+        self.calls += 1
+        loss = self.backbone(self.views(images, generator, n=1)[0]).pow(2).mean()
+        return {"loss": loss * float("nan") if self.calls > 2 else loss}
+
+
+def test_non_finite_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    if "exploding-test" not in METHODS:
+        METHODS.register("exploding-test")(_Exploding)
+    out = tmp_path / "run"
+    code = main(["pretrain", *TINY, "--method", "exploding-test", "--checkpoint-every", "1", "--out", str(out)])
+    assert code == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("selfsup: error: non-finite loss") and "step-000002" in err
+    assert json.loads((out / "checkpoints" / "latest.json").read_text())["step"] == 2
+
+
+def test_eval_and_finetune_json(tmp_path):
+    run = tmp_path / "run"
+    assert main(["pretrain", *TINY, "--out", str(run)]) == 0
+    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--json")
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["protocol"] == "knn" and payload["k"] == 200 and payload["temperature"] == 0.1
+    assert 0.2 < payload["top1"] <= 1 and payload["top1"] <= payload["top5"]
+    assert payload["n_train"] + payload["n_test"] == 1797 and abs(payload["n_test"] - 360) <= 5
+    result = cli("eval", "linear", "--checkpoint", str(run / "encoder.safetensors"), "--labeled", "digits", "--json")
+    assert json.loads(result.stdout.strip().splitlines()[-1])["protocol"] == "linear"
+    result = cli("finetune", "--checkpoint", str(run), "--labeled", "digits", "--labels-per-class", "2",
+                 "--seeds", "2", "--steps", "3", "--json", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout.strip().splitlines()[-1])["rows"]
+    assert rows[0]["labels_per_class"] == 2 and rows[0]["n_labels"] == 20 and rows[0]["seeds"] == 2
+    for key in ("scratch_accuracy", "scratch_accuracy_std", "pretrained_accuracy", "pretrained_accuracy_std",
+                "linear_accuracy"):
+        assert 0 <= rows[0][key] <= 1
+    assert sorted(p.name for p in (run / "finetune" / "subsets").iterdir()) == ["lpc2-seed0.txt", "lpc2-seed1.txt"]
