@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=S, help="N runs with seeds 0..N-1 (default 3)")
     p.add_argument("--steps", type=int, default=S, help="optimizer steps per downstream training")
     p.add_argument("--batch-size", type=int, default=S)
-    p.add_argument("--out", default=S, metavar="DIR", help="default: CHECKPOINT/finetune")
+    p.add_argument("--out", default=S, metavar="DIR", help="default: CHECKPOINT/finetune (replaced each run)")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
     p = sub.add_parser("demo", help="the main job on an embedded default: pretrain, transfer, compare",
                        description="SimCLR on scikit-learn's digits, then fine-tune vs scratch at 1 and 10 labels per class.")

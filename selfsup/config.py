@@ -76,8 +76,8 @@ class FinetuneConfig(DataConfig):
     val_fraction: float = 0.2  # of the labeled subset, for picking the learning rate
     head_init: str = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
     device: str = "auto"
-    out: str | None = None
-    overwrite: bool = True
+    out: str | None = None  # default: CHECKPOINT/finetune (replaced each run)
+    overwrite: bool = False
 
 
 def _coerce(value: Any, type_text: str, name: str) -> Any:

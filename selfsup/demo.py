@@ -24,6 +24,7 @@ def run_demo(out: str = "selfsup-demo", config: str | None = None, progress: boo
     pre_cfg = build_config(PretrainConfig, values["pretrain"], {"out": str(root / "pretrain"), "overwrite": True})
     pre = pretrain(pre_cfg, progress=progress)
     ft_cfg = build_config(FinetuneConfig, values["finetune"],
-                          {"checkpoint": str(root / "pretrain"), "labeled": pre_cfg.data, "out": str(root / "finetune")})
+                          {"checkpoint": str(root / "pretrain"), "labeled": pre_cfg.data, "out": str(root / "finetune"),
+                           "overwrite": True})
     ft = run_finetune(ft_cfg, progress=progress)
     return {"rows": ft["rows"], "pretrain": pre, "seconds": round(time.perf_counter() - started, 3), "out": str(root)}

@@ -115,3 +115,39 @@ def test_eval_and_finetune_json(tmp_path):
                 "linear_accuracy"):
         assert 0 <= rows[0][key] <= 1
     assert sorted(p.name for p in (run / "finetune" / "subsets").iterdir()) == ["lpc2-seed0.txt", "lpc2-seed1.txt"]
+
+
+def _folder_with_bad_files(root, size: int, n: int = 12):
+    import numpy as np
+
+    from conftest import make_jpeg
+
+    rng = np.random.default_rng(0)
+    root.mkdir()
+    for i in range(n):
+        (root / f"img{i:02d}.jpg").write_bytes(make_jpeg(rng, size))
+    good = make_jpeg(rng, size)
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("a text file with a .jpg name")
+    return root
+
+
+@pytest.mark.parametrize("size,extra", [(32, []), (96, ["--image-size", "72", "--num-workers", "2"])],
+                         ids=["cached", "streamed"])
+def test_bad_files_pretrain_to_the_end_named_once(tmp_path, size, extra):
+    data = _folder_with_bad_files(tmp_path / "pool", size)
+    result = cli("pretrain", "--data", str(data), "--backbone", "small-convnet", "--batch-size", "4",
+                 "--steps", "6", "--out", str(tmp_path / "run"), "--quiet", "--json", *extra)
+    assert result.returncode == 0, result.stderr
+    for bad in ("truncated.jpg", "zero.jpg", "notes.jpg"):
+        assert result.stderr.count(bad) == 1, result.stderr
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert payload["steps"] == 6 and payload["skipped_images"] == 3
+
+
+def test_strict_fails_on_the_first_bad_file(tmp_path):
+    data = _folder_with_bad_files(tmp_path / "pool", 32)
+    result = cli("pretrain", "--data", str(data), "--backbone", "small-convnet", "--batch-size", "4",
+                 "--steps", "2", "--strict", "--out", str(tmp_path / "run"))
+    assert result.returncode == 1 and "unreadable image" in result.stderr

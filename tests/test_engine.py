@@ -85,7 +85,8 @@ def test_resume_after_real_sigkill_equals_uninterrupted(tmp_path, uninterrupted)
     while not pointer.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed mid-run, not after finishing
+    assert not (out / "checkpoints" / "step-000012.safetensors").exists()
     resumed = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"],
                              env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr

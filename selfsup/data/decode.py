@@ -37,8 +37,16 @@ def decode_bytes(data: bytes, channels: int | None = None) -> torch.Tensor:
             elif channels == 3 or im.mode not in ("L", "RGB", "RGBA"):
                 im = im.convert("RGB")
             return TF.pil_to_tensor(im)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DecodeError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    except UnidentifiedImageError as exc:
+        raise DecodeError("not a recognized image format") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError(reason(exc)) from exc
+
+
+def reason(exc: BaseException) -> str:
+    """A short one-line reason for a failed read or decode."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
 
 
 def fit_square(image: torch.Tensor, size: int) -> torch.Tensor:

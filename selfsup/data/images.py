@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import SelfSupError
-from .decode import DecodeError, decode_bytes, fit_square, match_channels
+from .decode import DecodeError, decode_bytes, fit_square, match_channels, reason
 from .sources import Collection
 
 log = logging.getLogger("selfsup")
@@ -123,7 +123,7 @@ def decode_collection(collection: Collection, spec: ImageSpec, *, strict: bool =
             image = fit_square(match_channels(decode_bytes(collection.reader.read(item), spec.channels),
                                               spec.channels), s)
         except (DecodeError, OSError, KeyError, RuntimeError) as exc:
-            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            why = reason(exc)
             if strict:
                 raise SelfSupError(f"unreadable image {item}: {why}") from exc
             log.warning("skipped unreadable image %s (%s)", item, why)
@@ -160,19 +160,19 @@ class StreamingImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.collection)
 
-    def __getitem__(self, index: int) -> torch.Tensor | str:
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[str, str]:
         key = self.collection.keys[index]
         try:
             image = decode_bytes(self.collection.reader.read(key), self.spec.channels)  # type: ignore[union-attr]
             return fit_square(match_channels(image, self.spec.channels), self.spec.load_size)
         except (DecodeError, OSError, KeyError, RuntimeError) as exc:
-            return f"{key} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+            return key, reason(exc)
 
 
-def collate_good(items: list) -> tuple[torch.Tensor, list[str]]:
-    """Stack decoded images; return the bad items' descriptions beside them."""
+def collate_good(items: list) -> tuple[torch.Tensor, list[tuple[str, str]]]:
+    """Stack decoded images; return the bad items' (key, reason) beside them."""
     good = [x for x in items if isinstance(x, torch.Tensor)]
-    bad = [x for x in items if isinstance(x, str)]
+    bad = [x for x in items if isinstance(x, tuple)]
     return (torch.stack(good) if good else torch.empty(0, dtype=torch.uint8)), bad
 
 
@@ -202,13 +202,14 @@ class Prepared:
     def __len__(self) -> int:
         return len(self.collection)
 
-    def report_bad(self, bad: list[str]) -> None:
-        for item in bad:
+    def report_bad(self, bad: list[tuple[str, str]]) -> None:
+        """Name each unreadable item once, however many times a stream meets it."""
+        for key, why in bad:
             if self.strict:
-                raise SelfSupError(f"unreadable image {item}")
-            if item not in self.reported:
-                self.reported.add(item)
-                log.warning("skipped unreadable image %s", item)
+                raise SelfSupError(f"unreadable image {key}: {why}")
+            if key not in self.reported:
+                self.reported.add(key)
+                log.warning("skipped unreadable image %s (%s)", key, why)
 
     def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
         if self.array is not None:

@@ -131,7 +131,7 @@ def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.n
 
 
 def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,
-            out: Path | None, progress: bool = True) -> list[dict]:
+            out: Path, progress: bool = True) -> list[dict]:
     """One row per label budget: scratch and pretrained fine-tuning, linear probe and kNN (mean ± std)."""
     spec: BackboneSpec = pretrained.spec
     state = {k: v.clone() for k, v in pretrained.state_dict().items()}
@@ -158,8 +158,7 @@ def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int |
         for seed in range(seeds):
             subset = labeled_subset(all_labels, seed, per_class=per_class, fraction=fraction)
             n_labels = len(subset)
-            if out is not None:
-                save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
+            save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
             for init, make in (("scratch", from_scratch), ("pretrained", from_pretrained)):
                 lr = pick_lr(make, ds, subset, seed)
                 chosen[init].append(lr)

@@ -88,10 +88,13 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     budgets = budgets_from(cfg)
     device = resolve_device(cfg.device)
     backbone, info = load_backbone(cfg.checkpoint)
-    out = Path(cfg.out) if cfg.out else (Path(cfg.checkpoint) / "finetune" if Path(cfg.checkpoint).is_dir() else None)
-    if out is not None:
-        prepare_out(out, resume=False, overwrite=cfg.overwrite)
-        save_yaml(to_dict(cfg), out / "config.yaml")
+    # Default output: a finetune/ folder beside the checkpoint, replaced on every run; an explicit
+    # --out follows the pretrain rule (a non-empty folder needs --overwrite).
+    ckpt_path = Path(cfg.checkpoint)
+    default_out = (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent) / "finetune"
+    out = Path(cfg.out) if cfg.out else default_out
+    prepare_out(out, resume=False, overwrite=cfg.overwrite or not cfg.out)
+    save_yaml(to_dict(cfg), out / "config.yaml")
     train, test = _labeled_data(cfg, info, out)
     ds = Downstream(train=train, test=test, num_classes=train.collection.num_classes,
                     normalization=Normalization(**info["normalization"]), image_size=info["image_size"],
@@ -102,6 +105,5 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         raise SelfSupError("the labeled set needs at least two classes")
     rows = compare(backbone, ds, budgets, cfg.seeds, out, progress)
     result = {"rows": rows, "seconds": round(time.perf_counter() - started, 3)}
-    if out is not None:
-        (out / "result.json").write_text(json.dumps(result, indent=1))
+    (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
