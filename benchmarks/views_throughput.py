@@ -67,7 +67,7 @@ def main() -> None:
     images = (torch.rand(args.images, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     ours = batched(images, args.batch)
     theirs = per_image(images, args.batch, args.workers)
-    print(f"| pipeline | views/s |\n|---|---|")
+    print("| pipeline | views/s |\n|---|---|")
     print(f"| torchvision transforms.v2, per image, {args.workers} DataLoader workers | {theirs:,.0f} |")
     print(f"| selfsup batched views, main process, {torch.get_num_threads()} threads | {ours:,.0f} |")
     print(f"| speed-up | {ours / theirs:.1f}x |")

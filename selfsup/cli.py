@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import sys
-from importlib import resources
 from typing import Any, Sequence
 
 from .errors import ConfigError, SelfSupError

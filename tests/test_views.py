@@ -101,3 +101,12 @@ def test_every_preset_runs(preset):
 def test_byol_preset_is_asymmetric():
     first, second = VIEW_PRESETS.get("byol")
     assert (first.blur_p, first.solarize_p, second.blur_p, second.solarize_p) == (1.0, 0.0, 0.1, 0.2)
+
+
+def test_resized_crop_matches_on_many_random_boxes():
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(64, 3, 32, 32, generator=g)
+    boxes = P.crop_boxes(64, 32, 32, (0.08, 1.0), (3 / 4, 4 / 3), g)
+    for size in (24, 32, 48):
+        ref = torch.stack([TF.resized_crop(x[i], *boxes[i].tolist(), [size, size], antialias=True) for i in range(64)])
+        torch.testing.assert_close(K.resized_crop(x, boxes, size), ref, atol=1e-5, rtol=0)

@@ -101,7 +101,8 @@ def decode_collection(collection: Collection, spec: ImageSpec, *, strict: bool =
             if strict and meta["bad"]:
                 raise SelfSupError(f"unreadable image {meta['bad'][0]['key']}: {meta['bad'][0]['why']}")
             good = np.asarray(meta["good"], dtype=np.int64)
-            return (np.ascontiguousarray(array) if array.nbytes <= IN_MEMORY_MAX_BYTES else array), good
+            # Small sets are copied into memory (writable, fast); large ones stay memory-mapped.
+            return (np.array(array) if array.nbytes <= IN_MEMORY_MAX_BYTES else array), good
         except (ValueError, KeyError, OSError):
             pass  # a damaged cache entry is rebuilt below
     n, s, c = len(collection), spec.load_size, spec.channels

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -116,7 +116,6 @@ class Collection:
     classes: list[str] | None
     reader: Reader | None = None
     array: np.ndarray | None = None  # N x C x H x W uint8, when the source is already decoded
-    bad_keys: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.keys)

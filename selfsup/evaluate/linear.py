@@ -45,7 +45,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     tx, sx = (train_x - mean) / std, (test_x - mean) / std
     counts = torch.bincount(train_y, minlength=num_classes)
     chosen = WEIGHT_DECAYS[1]
-    if int(counts[counts > 0].min()) >= 2 and len(WEIGHT_DECAYS) > 1:
+    if int(counts[counts > 0].min()) >= 2:
         fit_idx, val_idx = stratified_split(train_y.numpy(), 0.2, seed)
         best = -1.0
         for wd in WEIGHT_DECAYS:

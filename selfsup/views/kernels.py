@@ -24,14 +24,14 @@ def _aa_bilinear_weights(start: torch.Tensor, length: torch.Tensor, in_size: int
     when resizing the window [start, start + length) to ``out_size`` samples: a triangle
     filter widened by the scale when downsampling, truncated to the window and renormalized.
     """
-    device = start.device
-    scale = length.to(torch.float64) / out_size  # B
+    device, f = start.device, torch.float32  # float32 weights agree with torchvision to ~1e-7
+    scale = length.to(f) / out_size  # B
     support = torch.where(scale >= 1.0, scale, torch.ones_like(scale))  # B
     inv = torch.where(scale >= 1.0, 1.0 / scale, torch.ones_like(scale))
-    centre = scale[:, None] * (torch.arange(out_size, device=device, dtype=torch.float64) + 0.5)  # B x out
+    centre = scale[:, None] * (torch.arange(out_size, device=device, dtype=f) + 0.5)  # B x out
     lo = (centre - support[:, None] + 0.5).trunc().clamp(min=0)  # first window sample, crop-relative
-    hi = torch.minimum((centre + support[:, None] + 0.5).trunc(), length[:, None].to(torch.float64))
-    j = torch.arange(in_size, device=device, dtype=torch.float64) - start[:, None].to(torch.float64)  # B x in
+    hi = torch.minimum((centre + support[:, None] + 0.5).trunc(), length[:, None].to(f))
+    j = torch.arange(in_size, device=device, dtype=f) - start[:, None].to(f)  # B x in
     j = j[:, None, :]  # B x 1 x in, crop-relative input index
     w = (1.0 - ((j - centre[..., None] + 0.5) * inv[:, None, None]).abs()).clamp(min=0)
     w = w * ((j >= lo[..., None]) & (j < hi[..., None]))
@@ -94,25 +94,20 @@ def _rgb_to_hsv(images: torch.Tensor) -> torch.Tensor:
     flat = delta == 0  # grey pixels: hue and saturation are 0
     safe = torch.where(flat, torch.ones_like(delta), delta)
     s = delta / torch.where(flat, torch.ones_like(maxc), maxc)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    # Sector of the maximum channel: red (g-b), green 2 + (b-r), blue 4 + (r-g), in units of 60°.
+    h = torch.where(maxc == r, g - b, torch.where(maxc == g, 2.0 * safe + b - r, 4.0 * safe + r - g)) / safe
     h = torch.where(flat, torch.zeros_like(h), h)
-    h = ((h / 6.0) + 1.0).fmod(1.0)
+    h = (h / 6.0 + 1.0).fmod(1.0)
     return torch.stack((h, s, maxc), 1)
 
 
 def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    h, s, v = hsv.unbind(1)
-    sector = torch.floor(h * 6.0)
-    f = h * 6.0 - sector
-    sector = sector.long().remainder(6)
-    p = (v * (1.0 - s)).clamp(0.0, 1.0)
-    q = (v * (1.0 - s * f)).clamp(0.0, 1.0)
-    t = (v * (1.0 - s * (1.0 - f))).clamp(0.0, 1.0)
-    # For each of the six hue sectors, which of (v, p, q, t) feeds red, green and blue.
-    table = torch.tensor([[0, 2, 1, 1, 3, 0], [3, 0, 0, 2, 1, 1], [1, 1, 3, 0, 0, 2]], device=hsv.device)
-    choice = table[:, sector].movedim(0, 1)  # B x 3 x H x W
-    return torch.stack((v, p, q, t), 1).gather(1, choice)
+    """HSV to RGB as v - v·s·clamp(min(k, 4 - k), 0, 1) with k = (n + 6h) mod 6, n = 5, 3, 1:
+    the same piecewise-linear map as the six-sector table, without a gather."""
+    h, s, v = hsv[:, 0:1], hsv[:, 1:2], hsv[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], device=hsv.device, dtype=hsv.dtype).view(1, 3, 1, 1)
+    k = (n + h * 6.0).remainder(6.0)
+    return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
 def adjust_hue(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
