@@ -121,3 +121,20 @@ def test_labeled_subsets_balanced_and_fixed_by_seed():
     assert parse_labels_per_class("1,10,all") == [1, 10, None]
     with pytest.raises(ConfigError):
         parse_labels_per_class("1,ten")
+
+
+def test_cifar10_name_takes_a_local_path():
+    opened = open_source(f"cifar10:{CIFAR_ZIP}")
+    assert len(opened["test"]) == 10000 and opened["test"].classes[0] == "airplane"
+
+
+def test_label_budgets_from_flags():
+    from selfsup.config import FinetuneConfig
+    from selfsup.evaluate.run import budgets_from
+
+    assert budgets_from(FinetuneConfig(labels_per_class="1,all")) == [("lpc1", 1, None), ("lpc-all", None, None)]
+    assert budgets_from(FinetuneConfig(label_fraction=0.01)) == [("fraction0.01", None, 0.01)]
+    with pytest.raises(ConfigError, match="not both"):
+        budgets_from(FinetuneConfig(labels_per_class="1", label_fraction=0.1))
+    labels = np.repeat(np.arange(3), 100)
+    assert np.bincount(labels[labeled_subset(labels, 0, fraction=0.01)]).tolist() == [1, 1, 1]

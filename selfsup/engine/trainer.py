@@ -26,7 +26,7 @@ from ..backbones.io import save_encoder
 from ..config import PretrainConfig, build_config, load_yaml, save_yaml, to_dict
 from ..data.images import Prepared, probe_spec
 from ..data.splits import stratified_split, train_test
-from ..errors import ConfigError, NonFiniteLossError
+from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..methods import METHODS, Method
 from ..views import Views, estimate_normalization
 from . import checkpoint as ckpt
@@ -154,7 +154,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     spec = probe_spec(train, cfg.image_size)
     data = Prepared(train, spec, strict=cfg.strict, progress=progress)
     if len(data) < 2:
-        raise ConfigError(f"{cfg.data}: need at least 2 readable images, found {len(data)}")
+        raise SelfSupError(f"{cfg.data}: need at least 2 readable images, found {len(data)}")
     batch = cfg.batch_size
     if batch > len(data):
         log.warning("batch size %d exceeds the %d images; using %d", batch, len(data), len(data))

@@ -45,8 +45,10 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     backbone.to(device)
     train, test = _labeled_data(cfg, info, None)
     norm = Normalization(**info["normalization"])
-    train_x, train_pos = extract_features(backbone, train, norm, info["image_size"], device, cfg.batch_size)
-    test_x, test_pos = extract_features(backbone, test, norm, info["image_size"], device, cfg.batch_size)
+    train_x, train_pos = extract_features(backbone, train, norm, info["image_size"], device, cfg.batch_size,
+                                          num_workers=cfg.num_workers)
+    test_x, test_pos = extract_features(backbone, test, norm, info["image_size"], device, cfg.batch_size,
+                                        num_workers=cfg.num_workers)
     train_y = torch.from_numpy(np.asarray(train.labels)[train_pos])
     test_y = torch.from_numpy(np.asarray(test.labels)[test_pos])
     num_classes = max(train.collection.num_classes, int(train_y.max()) + 1)
