@@ -151,3 +151,30 @@ def test_strict_fails_on_the_first_bad_file(tmp_path):
     result = cli("pretrain", "--data", str(data), "--backbone", "small-convnet", "--batch-size", "4",
                  "--steps", "2", "--strict", "--out", str(tmp_path / "run"))
     assert result.returncode == 1 and "unreadable image" in result.stderr
+
+
+def test_time_limit_becomes_a_fixed_step_count(tmp_path):
+    out = tmp_path / "run"
+    args = [a for a in TINY if a not in ("--steps", "4")]
+    assert main(["pretrain", *args, "--time-limit", "4", "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    result = json.loads((out / "result.json").read_text())
+    assert saved["time_limit"] is None and saved["steps"] == result["steps"] >= 1
+    assert result["seconds"] < 4 + 15  # the budget holds (startup and final kNN aside)
+
+
+def test_checkpoint_file_and_separate_test_folder(tmp_path, cifar_folder):
+    import selfsup
+
+    out = tmp_path / "run"
+    assert main(["pretrain", "--data", str(cifar_folder), "--backbone", "small-convnet", "--batch-size", "16",
+                 "--steps", "2", "--quiet", "--out", str(out)]) == 0
+    step_file = out / "checkpoints" / "step-000002.safetensors"
+    encoder, _ = selfsup.load_encoder(step_file)
+    reference, _ = selfsup.load_encoder(out)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(encoder(x), reference(x))
+    result = cli("eval", "knn", "--checkpoint", str(step_file), "--labeled", str(cifar_folder / "train"),
+                 "--test", str(cifar_folder / "test"), "--json")
+    payload = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (payload["n_train"], payload["n_test"], payload["k"]) == (80, 40, 80)
