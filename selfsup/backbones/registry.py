@@ -6,7 +6,7 @@ so the saved weights load into the library's own model with ``strict=True``.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -50,9 +50,6 @@ class Backbone(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images).flatten(1)
-
-    def describe(self) -> dict:
-        return {**asdict(self.spec), "feature_dim": self.feature_dim}
 
 
 def _torchvision_model(name: str) -> nn.Module:

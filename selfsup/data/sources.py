@@ -18,7 +18,6 @@ import numpy as np
 from ..errors import SelfSupError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
-UNLABELED = -1
 
 
 class Reader:
@@ -314,4 +313,4 @@ def open_source(spec: str) -> dict[str, Collection]:
 
 
 __all__ = ["Collection", "Reader", "FolderReader", "ZipReader", "TarReader", "open_source",
-           "collection_from_arrays", "UNLABELED"]
+           "collection_from_arrays"]

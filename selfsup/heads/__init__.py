@@ -1,4 +1,4 @@
-"""Heads: projection, prediction and classifier heads on top of backbone features."""
-from .mlp import Block, LinearClassifier, MLPHead, projection_head
+"""Heads: MLP projection (and, with later methods, prediction) heads on backbone features."""
+from .mlp import Block, MLPHead, projection_head
 
-__all__ = ["Block", "LinearClassifier", "MLPHead", "projection_head"]
+__all__ = ["Block", "MLPHead", "projection_head"]

@@ -42,13 +42,3 @@ def projection_head(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int 
     blocks.append(Block(dims[-2], dims[-1], batch_norm=last_batch_norm, relu=False))
     return MLPHead(blocks)
 
-
-class LinearClassifier(nn.Module):
-    """The downstream classifier on top of pooled backbone features."""
-
-    def __init__(self, in_dim: int, num_classes: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(in_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)

@@ -1,7 +1,7 @@
 """View pipelines: typed view settings, the presets of the papers, and the batched pipeline."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -89,7 +89,6 @@ class Views:
     settings: Sequence[ViewSettings]
     size: int
     normalization: Normalization
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def preset(cls, name: str, size: int, normalization: Normalization, **overrides) -> "Views":
@@ -130,10 +129,6 @@ class Views:
     def __call__(self, images: torch.Tensor, generator: torch.Generator, n: int | None = None) -> list[torch.Tensor]:
         n = n or len(self.settings)
         return [self.one(images, self.settings[i % len(self.settings)], generator) for i in range(n)]
-
-    def describe(self) -> dict:
-        return {"size": self.size, "settings": [asdict(s) for s in self.settings],
-                "normalization": asdict(self.normalization)}
 
 
 def eval_transform(images: torch.Tensor, size: int, normalization: Normalization) -> torch.Tensor:
