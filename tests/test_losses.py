@@ -66,3 +66,63 @@ def test_ntxent_falls_under_sgd():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < losses[0]
+
+
+def test_negative_cosine_equals_formula_and_stops_gradient():
+    from selfsup.losses import NegativeCosineSimilarity
+
+    p = torch.randn(6, 8, requires_grad=True)
+    z = torch.randn(6, 8, requires_grad=True)
+    loss = NegativeCosineSimilarity()(p, z)
+    pd, zd = p.detach().double(), z.detach().double()
+    expected = -sum(float(pd[i] @ zd[i] / (pd[i].norm() * zd[i].norm())) for i in range(6)) / 6
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    loss.backward()
+    assert z.grad is None and p.grad is not None
+    assert NegativeCosineSimilarity()(z, 2 * z).item() == pytest.approx(-1.0, abs=1e-6)
+
+
+def barlow_by_loop(z1, z2, lam):
+    z1, z2 = z1.double(), z2.double()
+    n, d = z1.shape
+    a = [(z1[:, i] - z1[:, i].mean()) / z1[:, i].std(unbiased=False) for i in range(d)]
+    b = [(z2[:, j] - z2[:, j].mean()) / z2[:, j].std(unbiased=False) for j in range(d)]
+    total = 0.0
+    for i in range(d):
+        for j in range(d):
+            c = float((a[i] * b[j]).sum() / n)
+            total += (1 - c) ** 2 if i == j else lam * c ** 2
+    return total
+
+
+def test_barlow_twins_equals_loop_and_is_zero_for_whitened_identical_views():
+    from selfsup.losses import BarlowTwinsLoss
+
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 5, generator=g), torch.randn(16, 5, generator=g)
+    assert BarlowTwinsLoss(0.01)(z1, z2).item() == pytest.approx(barlow_by_loop(z1, z2, 0.01), rel=1e-5)
+    # Orthogonal, standardized columns correlate only with themselves: C = I, loss 0.
+    q, _ = torch.linalg.qr(torch.randn(64, 4, generator=g))
+    z = (q - q.mean(0)) / q.std(0, unbiased=False)
+    z, _ = torch.linalg.qr(z - z.mean(0))
+    assert BarlowTwinsLoss()(z, z).item() == pytest.approx(0.0, abs=1e-4)
+    assert BarlowTwinsLoss()(z1, z2).item() == pytest.approx(BarlowTwinsLoss()(z2, z1).item(), rel=1e-5)
+
+
+def test_vicreg_terms_equal_their_formulas():
+    from selfsup.losses import VICRegLoss, covariance_term, variance_term
+
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(10, 4, generator=g) * 0.5, torch.randn(10, 4, generator=g) * 2.0
+    z = z1.double()
+    std = [math.sqrt(float(z[:, j].var()) + 1e-4) for j in range(4)]
+    assert variance_term(z1).item() == pytest.approx(sum(max(0.0, 1 - s) for s in std) / 4, rel=1e-5)
+    cov = torch.cov(z.T)
+    off = sum(float(cov[i, j]) ** 2 for i in range(4) for j in range(4) if i != j) / 4
+    assert covariance_term(z1).item() == pytest.approx(off, rel=1e-5)
+    mse = float(((z1 - z2) ** 2).mean())
+    expected = 25 * mse + 25 * (variance_term(z1) + variance_term(z2)).item() + (covariance_term(z1) + covariance_term(z2)).item()
+    assert VICRegLoss()(z1, z2).item() == pytest.approx(expected, rel=1e-5)
+    # Collapse is penalized: identical constant embeddings have zero invariance but full variance cost.
+    const = torch.ones(8, 4)
+    assert VICRegLoss()(const, const).item() == pytest.approx(25 * 2 * (1 - math.sqrt(1e-4)), rel=1e-5)

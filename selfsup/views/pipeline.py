@@ -52,6 +52,8 @@ VIEW_PRESETS: Registry[tuple[ViewSettings, ...]] = Registry("view preset")
 VIEW_PRESETS.register("simclr-cifar")((ViewSettings(**jitter(0.5)),) * 2)
 # SimCLR ImageNet: strength 1.0 and Gaussian blur with p 0.5, sigma in [0.1, 2], kernel 10%.
 VIEW_PRESETS.register("simclr-imagenet")((ViewSettings(**jitter(1.0), blur_p=0.5),) * 2)
+# MoCo v2 (Chen et al. 2020, used by SimSiam): crop 0.2-1, jitter 0.4/0.4/0.4/0.1, blur p 0.5.
+VIEW_PRESETS.register("mocov2")((ViewSettings(crop_scale=(0.2, 1.0), blur_p=0.5),) * 2)
 # BYOL (Grill et al. 2020, table 6): asymmetric blur (1.0 / 0.1) and solarize (0 / 0.2).
 _byol = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
 VIEW_PRESETS.register("byol")((ViewSettings(**_byol, blur_p=1.0), ViewSettings(**_byol, blur_p=0.1, solarize_p=0.2)))

@@ -1,0 +1,54 @@
+"""BYOL: an online network predicts a slowly moving average of itself."""
+from __future__ import annotations
+
+import torch
+
+from ..backbones import Backbone
+from ..heads import projection_head
+from ..losses import NegativeCosineSimilarity
+from ..views import Views
+from .base import Method, Recipe, register_method
+from .momentum import cosine_momentum, ema_update, frozen_copy
+
+
+@register_method
+class BYOL(Method):
+    """Bootstrap Your Own Latent.
+
+    - [0] Grill et al., 2020, https://arxiv.org/abs/2006.07733
+
+    Online: backbone f_θ, projector g_θ, predictor q_θ; target: f_ξ, g_ξ, an exponential moving
+    average of the online weights (ξ ← m ξ + (1-m) θ, m rising from 0.996 to 1 on a cosine).
+    Loss (eq. 2, symmetrized): ‖q̄(z₁) - z̄'₂‖² + ‖q̄(z₂) - z̄'₁‖² = 4 + 2·(-cos - cos); here the
+    mean negative cosine of both directions, which differs by constants only. Projector and
+    predictor: Linear(4096)-BN-ReLU-Linear(256). LARS, lr 0.2 × batch/256, weight decay 1.5e-6.
+    """
+
+    name = "byol"
+    paper = "Grill et al. 2020, Bootstrap Your Own Latent"
+    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol",
+                    args={"hidden_dim": 4096, "projection_dim": 256, "base_momentum": 0.996})
+
+    def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
+                 base_momentum: float = 0.996) -> None:
+        super().__init__(backbone, views)
+        self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim)
+        self.prediction = projection_head(projection_dim, hidden_dim, projection_dim)
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projection = frozen_copy(self.projection)
+        self.base_momentum = base_momentum
+        self.criterion = NegativeCosineSimilarity()
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        view1, view2 = self.views(images, generator, n=2)
+        both = torch.cat([view1, view2])
+        p1, p2 = self.prediction(self.projection(self.backbone(both))).chunk(2)
+        with torch.no_grad():
+            t1, t2 = self.target_projection(self.target_backbone(both)).chunk(2)
+        loss = 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))
+        return {"loss": loss}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        momentum = cosine_momentum(step, total_steps, self.base_momentum)
+        ema_update(self.target_backbone, self.backbone, momentum)
+        ema_update(self.target_projection, self.projection, momentum)
