@@ -126,3 +126,19 @@ def test_vicreg_terms_equal_their_formulas():
     # Collapse is penalized: identical constant embeddings have zero invariance but full variance cost.
     const = torch.ones(8, 4)
     assert VICRegLoss()(const, const).item() == pytest.approx(25 * 2 * (1 - math.sqrt(1e-4)), rel=1e-5)
+
+
+def test_infonce_equals_loop():
+    from selfsup.losses import InfoNCELoss
+
+    g = torch.Generator().manual_seed(2)
+    q, k, neg = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g), torch.randn(7, 6, generator=g)
+    qd, kd, nd = (F.normalize(t.double(), dim=1) for t in (q, k, neg))
+    expected = 0.0
+    for i in range(5):
+        pos = math.exp(float(qd[i] @ kd[i]) / 0.2)
+        expected += -math.log(pos / (pos + sum(math.exp(float(qd[i] @ nd[j]) / 0.2) for j in range(7))))
+    assert InfoNCELoss(0.2)(q, k, neg).item() == pytest.approx(expected / 5, abs=1e-6)
+    # Analytic case: everything identical -> each query's softmax is uniform over 1 + K entries.
+    same = torch.ones(3, 4)
+    assert InfoNCELoss(0.5)(same, same, torch.ones(9, 4)).item() == pytest.approx(math.log(10), abs=1e-6)

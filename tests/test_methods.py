@@ -72,3 +72,26 @@ def test_byol_target_follows_the_online_network_by_ema():
     for t, b, o in zip(method.target_backbone.parameters(), before, online):
         torch.testing.assert_close(t, m * b + (1 - m) * (o + 1.0))
     assert cosine_momentum(100, 100, 0.996) == pytest.approx(1.0)
+
+
+def test_moco_queue_is_a_ring_buffer_of_normalized_keys(batch):
+    method = make("moco_v2")
+    method.queue = torch.nn.functional.normalize(torch.randn(12, method.queue.shape[1]), dim=1)
+    method(batch, torch.Generator().manual_seed(0))
+    assert int(method.queue_pointer) == 8
+    torch.testing.assert_close(method.queue[:8].norm(dim=1), torch.ones(8))
+    method(batch, torch.Generator().manual_seed(1))
+    assert int(method.queue_pointer) == (8 + 8) % 12  # wrapped around
+
+
+def test_moco_shuffled_keys_are_unshuffled(batch):
+    from selfsup.methods.moco import forward_in_splits
+
+    method = make("moco_v2").eval()  # eval-mode batch norm: the order of the batch cannot matter
+    x = torch.randn(8, 3, 16, 16)
+    encode = lambda t: method.target_projection(method.target_backbone(t))  # noqa: E731
+    order = torch.randperm(8)
+    shuffled = forward_in_splits(encode, x[order], 4)
+    key = torch.empty_like(shuffled)
+    key[order] = shuffled
+    torch.testing.assert_close(key, encode(x), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,80 @@
+"""MoCo v2: a momentum key encoder and a queue of negatives, with shuffled batch norm."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..backbones import Backbone
+from ..heads import projection_head
+from ..losses import InfoNCELoss
+from ..views import Views
+from .base import Method, Recipe, register_method
+from .momentum import ema_update, frozen_copy
+
+
+def forward_in_splits(module: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
+    """Run ``module`` on ``splits`` sub-batches, so batch norm sees each one's statistics alone."""
+    splits = max(1, min(splits, len(x) // 2))
+    return torch.cat([module(chunk) for chunk in x.chunk(splits)])
+
+
+@register_method
+class MoCoV2(Method):
+    """Momentum Contrast, version 2.
+
+    - [0] He et al., 2020, Momentum Contrast for Unsupervised Visual Representation Learning,
+      https://arxiv.org/abs/1911.05722
+    - [1] Chen, Fan, Girshick, He, 2020, Improved Baselines with Momentum Contrastive Learning,
+      https://arxiv.org/abs/2003.04297
+
+    Query encoder f_q (backbone + 2-layer MLP head to 128), key encoder f_k = EMA of f_q with
+    m = 0.999, InfoNCE (eq. 1) with τ = 0.2 against a queue of K = 65,536 past keys. Shuffling
+    BN: on one device the batch is cut into ``bn_splits`` sub-batches (MoCo's per-GPU batches);
+    keys are computed on a shuffled order and unshuffled, so a query and its key never share
+    batch statistics and the model cannot cheat through them. SGD lr 0.03 × batch/256, weight
+    decay 1e-4, cosine schedule; MoCo v2 augmentations.
+    """
+
+    name = "moco_v2"
+    paper = "He et al. 2020 / Chen et al. 2020, Momentum Contrast (v2: Improved Baselines)"
+    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
+                    args={"projection_dim": 128, "hidden_dim": 2048, "queue_size": 65536, "temperature": 0.2,
+                          "momentum": 0.999, "bn_splits": 8})
+
+    def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, hidden_dim: int = 2048,
+                 queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999, bn_splits: int = 8) -> None:
+        super().__init__(backbone, views)
+        if queue_size < 1 or not 0 <= momentum < 1 or bn_splits < 1:
+            raise ValueError("queue_size and bn_splits must be positive and momentum in [0, 1)")
+        self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim, last_batch_norm=False)
+        self.target_backbone = frozen_copy(backbone)
+        self.target_projection = frozen_copy(self.projection)
+        self.criterion = InfoNCELoss(temperature)
+        self.momentum, self.bn_splits = momentum, bn_splits
+        self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
+        self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        view_q, view_k = self.views(images, generator, n=2)
+        query = forward_in_splits(lambda x: self.projection(self.backbone(x)), view_q, self.bn_splits)
+        with torch.no_grad():
+            order = torch.randperm(len(view_k), generator=generator).to(view_k.device)
+            shuffled = forward_in_splits(lambda x: self.target_projection(self.target_backbone(x)),
+                                         view_k[order], self.bn_splits)
+            key = torch.empty_like(shuffled)
+            key[order] = shuffled  # undo the shuffle
+        loss = self.criterion(query, key, self.queue.clone())
+        self._enqueue(F.normalize(key.float(), dim=1))
+        return {"loss": loss}
+
+    @torch.no_grad()
+    def _enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest entries of the queue with this batch's keys (a ring buffer)."""
+        slots = (self.queue_pointer + torch.arange(len(keys), device=keys.device)) % len(self.queue)
+        self.queue[slots] = keys.to(self.queue.dtype)
+        self.queue_pointer.copy_((self.queue_pointer + len(keys)) % len(self.queue))
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        ema_update(self.target_backbone, self.backbone, self.momentum)
+        ema_update(self.target_projection, self.projection, self.momentum)
