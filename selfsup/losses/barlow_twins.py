@@ -5,6 +5,12 @@ import torch
 import torch.nn as nn
 
 
+def _standardize(z: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit (biased) variance per dimension over the batch."""
+    z = z.float()
+    return (z - z.mean(0)) / z.std(0, unbiased=False).clamp(min=1e-6)
+
+
 class BarlowTwinsLoss(nn.Module):
     """Σ_i (1 - C_ii)² + λ Σ_i Σ_{j≠i} C_ij².
 
@@ -29,10 +35,7 @@ class BarlowTwinsLoss(nn.Module):
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if z1.shape != z2.shape or z1.ndim != 2 or z1.shape[0] < 2:
             raise ValueError(f"expected two N x D tensors (N > 1) of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}")
-        n = z1.shape[0]
-        a = (z1.float() - z1.float().mean(0)) / z1.float().std(0, unbiased=False).clamp(min=1e-6)
-        b = (z2.float() - z2.float().mean(0)) / z2.float().std(0, unbiased=False).clamp(min=1e-6)
-        c = a.T @ b / n  # D x D cross-correlation
+        c = _standardize(z1).T @ _standardize(z2) / z1.shape[0]  # D x D cross-correlation
         on_diag = (1 - c.diagonal()).pow(2).sum()
         off_diag = c.pow(2).sum() - c.diagonal().pow(2).sum()
         return on_diag + self.lambda_offdiag * off_diag

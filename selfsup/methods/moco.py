@@ -64,7 +64,7 @@ class MoCoV2(Method):
                                          view_k[order], self.bn_splits)
             key = torch.empty_like(shuffled)
             key[order] = shuffled  # undo the shuffle
-        loss = self.criterion(query, key, self.queue.clone())
+        loss = self.criterion(query, key, self.queue)  # normalized copies are taken inside; no grad flows here
         self._enqueue(F.normalize(key.float(), dim=1))
         return {"loss": loss}
 
