@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..heads import projection_head
+from ..heads import Block, MLPHead
 from ..losses import InfoNCELoss
 from ..views import Views
 from .base import Method, Recipe, register_method
@@ -28,7 +28,7 @@ class MoCoV2(Method):
     - [1] Chen, Fan, Girshick, He, 2020, Improved Baselines with Momentum Contrastive Learning,
       https://arxiv.org/abs/2003.04297
 
-    Query encoder f_q (backbone + 2-layer MLP head to 128), key encoder f_k = EMA of f_q with
+    Query encoder f_q (backbone + fc-ReLU-fc head to 128), key encoder f_k = EMA of f_q with
     m = 0.999, InfoNCE (eq. 1) with τ = 0.2 against a queue of K = 65,536 past keys. Shuffling
     BN: on one device the batch is cut into ``bn_splits`` sub-batches (MoCo's per-GPU batches);
     keys are computed on a shuffled order and unshuffled, so a query and its key never share
@@ -47,7 +47,9 @@ class MoCoV2(Method):
         super().__init__(backbone, views)
         if queue_size < 1 or not 0 <= momentum < 1 or bn_splits < 1:
             raise ValueError("queue_size and bn_splits must be positive and momentum in [0, 1)")
-        self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim, last_batch_norm=False)
+        # MoCo v2's head is fc-ReLU-fc without batch norm (Chen et al. 2020, section 2).
+        self.projection = MLPHead([Block(backbone.feature_dim, hidden_dim, batch_norm=False),
+                                   Block(hidden_dim, projection_dim, batch_norm=False, relu=False)])
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.criterion = InfoNCELoss(temperature)
