@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=S, help="torchvision model name, timm:NAME, or small-convnet")
     p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"], help="auto: small for inputs <= 64 px")
     p.add_argument("--views", default=S, help="view preset (default: the method's)")
+    p.add_argument("--method-arg", action="append", default=S, metavar="KEY=VALUE", dest="method_args",
+                   help="a method hyper-parameter, e.g. temperature=0.2 (repeatable; see `selfsup methods`)")
+    p.add_argument("--view-arg", action="append", default=S, metavar="KEY=VALUE", dest="view_args",
+                   help="a view override, e.g. local_crops=4 or crop_scale=[0.2,1] (repeatable)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=float, default=S)
     budget.add_argument("--steps", type=int, default=S)
@@ -106,7 +110,25 @@ def _split(args: argparse.Namespace, skip: Sequence[str]) -> tuple[dict[str, Any
 
     file_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
+    for key in ("method_args", "view_args"):  # KEY=VALUE flags update the config file's mapping key by key
+        if key in flags:
+            flags[key] = {**(file_values.get(key) or {}), **_key_values(flags[key], key)}
     return file_values, flags
+
+
+def _key_values(pairs: list[str], flag: str) -> dict:
+    import yaml
+
+    values = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--{flag.replace('_', '-')[:-1]}: expected KEY=VALUE, got {pair!r}")
+        try:
+            values[key.strip()] = yaml.safe_load(raw)  # numbers, lists, null parse as YAML
+        except yaml.YAMLError:
+            raise ConfigError(f"--{flag.replace('_', '-')[:-1]}: cannot parse the value of {pair!r}") from None
+    return values
 
 
 def _print_rows(rows: list[dict]) -> None:
@@ -163,7 +185,10 @@ def _human(command: str, result: dict) -> None:
                   f"demo took {result['seconds']:.0f} s; outputs in {result.get('out', '')}")
     elif command == "methods":
         for m in result["methods"]:
-            print(f"{m['name']:<12} {m['paper']}")
+            d = m["defaults"]
+            args = ", ".join(f"{k}={v}" for k, v in d["args"].items())
+            print(f"{m['name']:<12} {m['paper']}\n{'':<12} {d['optimizer']} lr {d['base_lr']} x batch/256, "
+                  f"weight decay {d['weight_decay']}, views {d['views']}; {args}")
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

@@ -51,6 +51,13 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     # --batch-size 32 (flag) beats 16 (file); seed 3 (flag) beats 7; lr from the file; defaults elsewhere.
     assert saved["batch_size"] == 32 and saved["seed"] == 3 and saved["lr"] == 0.5
     assert saved["method_args"]["temperature"] == 0.2 and saved["stem"] == "auto"
+    # --method-arg KEY=VALUE updates the file's method_args key by key; values parse as YAML.
+    out2 = tmp_path / "run2"
+    assert main(["pretrain", *TINY, "--config", str(config), "--method-arg", "projection_dim=32",
+                 "--view-arg", "crop_scale=[0.5, 1.0]", "--out", str(out2)]) == 0
+    saved = yaml.safe_load((out2 / "config.yaml").read_text())
+    assert saved["method_args"]["temperature"] == 0.2 and saved["method_args"]["projection_dim"] == 32
+    assert saved["view_args"]["crop_scale"] == [0.5, 1.0]
 
 
 @pytest.mark.parametrize("args,code,message", [
@@ -59,6 +66,10 @@ def test_config_precedence_defaults_file_flags(tmp_path):
     (["pretrain", "--data", "digits", "--config", "/no/such.yaml"], 2, "config file not found"),
     (["eval", "knn", "--checkpoint", "/no/such/run", "--labeled", "digits"], 1, "checkpoint not found"),
     (["pretrain", "--data", "digits", "--epochs", "1", "--steps", "2"], 2, "not allowed with"),
+    (["pretrain", "--data", "digits", "--method", "simclr", "--view-arg", "local_crops=2"], 2,
+     "does not use multi-crop's local crops"),
+    (["pretrain", "--data", "digits", "--method-arg", "temperature"], 2, "expected KEY=VALUE"),
+    (["pretrain", "--data", "digits", "--method-arg", "nope=1"], 2, "has no argument nope"),
 ])
 def test_errors_are_one_line_with_the_right_exit_code(tmp_path, args, code, message):
     result = cli(*args, "--out", str(tmp_path / "o")) if args[0] == "pretrain" else cli(*args)

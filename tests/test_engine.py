@@ -91,3 +91,60 @@ def test_resume_after_real_sigkill_equals_uninterrupted(tmp_path, uninterrupted)
                              env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_state(final_state(out), uninterrupted)
+
+
+def test_collapse_statistics_on_known_cases():
+    from selfsup.engine.monitor import effective_rank, embedding_std
+
+    g = torch.Generator().manual_seed(0)
+    healthy = torch.randn(4096, 64, generator=g)
+    assert embedding_std(healthy) * 64 ** 0.5 == pytest.approx(1.0, abs=0.02)  # ≈ 1/sqrt(d) per dimension
+    point = torch.ones(32, 64)
+    assert embedding_std(point) == pytest.approx(0.0, abs=1e-12)
+    line = torch.randn(32, 1, generator=g, dtype=torch.float64) * torch.randn(1, 64, generator=g, dtype=torch.float64)
+    assert effective_rank(line) == pytest.approx(1.0, abs=1e-6)
+    # Closed form: r equal singular values give an effective rank of exactly r.
+    q, _ = torch.linalg.qr(torch.randn(40, 40, generator=g, dtype=torch.float64))
+    centred = q[:, :5] - q[:, :5].mean(0)  # keep the columns orthogonal after centring
+    basis, _ = torch.linalg.qr(centred)
+    assert effective_rank(basis) == pytest.approx(5, abs=1e-6)
+
+
+def test_collapse_watch_warns_once_after_patience(caplog):
+    from selfsup.engine.monitor import CollapseWatch
+
+    watch = CollapseWatch(patience=2)
+    collapsed = torch.ones(16, 8) + 1e-9 * torch.randn(16, 8)
+    with caplog.at_level("WARNING", logger="selfsup"):
+        watch.check(torch.randn(16, 8), 1)
+        watch.check(collapsed, 2)
+        assert not watch.warned
+        watch.check(collapsed, 3)
+        watch.check(collapsed, 4)
+    assert watch.warned and sum("collapse" in r.message for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("deepcluster", []),  # pseudo-labels and the epoch plan, re-clustered at each epoch boundary
+    ("pirl", []),  # memory bank and the NCE partition constant
+    ("swav", ["--method-arg", "queue_start_step=2", "--method-arg", "queue_size=512",
+              "--method-arg", "freeze_prototypes_steps=3"]),  # queue and step counter
+])
+def test_stateful_methods_resume_equal_to_uninterrupted(tmp_path, method, extra):
+    run = [sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
+           "--views", "small-gray", "--batch-size", "256", "--steps", "12", "--checkpoint-every", "3", "--quiet",
+           "--method", method, "--method-arg", "hidden_dim=64", *extra] if method == "swav" else [
+           sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
+           "--views", "small-gray", "--batch-size", "256", "--steps", "12", "--checkpoint-every", "3", "--quiet",
+           "--method", method, *extra]
+    full = tmp_path / "full"
+    subprocess.run(run + ["--out", str(full)], env=ENV, check=True, capture_output=True)
+    out = tmp_path / "run"
+    killed = subprocess.run(run + ["--out", str(out)], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL  # step 7: mid-epoch (5 steps an epoch), after a boundary
+    resumed = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"],
+                             env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    state = final_state(out)
+    assert_same_state(state, final_state(full))
+    assert any(not k.startswith("optim/") and ("memory" in k or "queue" in k or "pseudo_labels" in k) for k in state)

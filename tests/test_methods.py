@@ -1,32 +1,56 @@
 """Registry-driven: every method gets the same checks, so a new method is covered automatically."""
+import numpy as np
 import pytest
 import torch
 
 from selfsup.backbones import build_backbone
-from selfsup.methods import METHODS
-from selfsup.views import Normalization, Views
+from selfsup.methods import METHODS, EpochContext, Method
+from selfsup.views import Normalization, Views, eval_transform
+
+NORM = Normalization([0.5] * 3, [0.25] * 3)
+# The papers' 4096/65536-wide heads and long queues are shrunk so a smoke test takes seconds on a CPU.
+SHRINK = {"num_prototypes": 32, "num_negatives": 64}
 
 
-def make(name: str):
+def make(name: str, images: torch.Tensor | None = None, **overrides):
+    """The method with its recipe's arguments (shrunk); methods with an epoch plan get one on ``images``."""
     torch.manual_seed(0)
     cls = METHODS.get(name)
     backbone = build_backbone("resnet18", 3, "small", 16)
-    views = Views.preset(cls.recipe.views, 16, Normalization([0.5] * 3, [0.25] * 3))
-    # The papers' 4096/8192-wide heads are shrunk so the smoke test stays a few seconds on a CPU.
-    args = {k: (64 if k.endswith("_dim") and v is not None else v) for k, v in cls.recipe.args.items()}
-    return cls(backbone, views, **args)
+    views = Views.preset(cls.recipe.views, 16, NORM)
+    args = {k: (64 if k.endswith("_dim") and v is not None else SHRINK.get(k, v)) for k, v in cls.recipe.args.items()}
+    if "dataset_size" in args:
+        args["dataset_size"] = 8
+    method = cls(backbone, views, **{**args, **overrides})
+    if cls.plan_epoch is not Method.plan_epoch:
+        images = images if images is not None else batch_of(8)
+        features = lambda: (backbone(eval_transform(images, 16, NORM)).detach(), np.arange(len(images)))  # noqa: E731
+        method.plan_epoch(EpochContext(0, len(images), 0, torch.optim.SGD(method.parameters(), lr=0.1),
+                                       torch.device("cpu"), features))
+    return method
+
+
+def call(method, images: torch.Tensor, seed: int = 0) -> dict:
+    extra = {"indices": torch.arange(len(images))} if method.needs_indices else {}
+    return method(images, torch.Generator().manual_seed(seed), **extra)
+
+
+def batch_of(n: int, seed: int = 0) -> torch.Tensor:
+    return (torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 255).to(torch.uint8)
 
 
 @pytest.fixture
 def batch():
-    return (torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    return batch_of(8)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_forward_finite_and_every_parameter_gets_a_gradient(name, batch):
-    method = make(name)
-    loss = method(batch, torch.Generator().manual_seed(0))["loss"]
+    method = make(name, batch)
+    out = call(method, batch)
+    loss = out["loss"]
     assert loss.ndim == 0 and torch.isfinite(loss)
+    assert out["embedding"].shape[0] == len(batch)  # what the collapse watch reads
     loss.backward()
     missing = [n for n, p in method.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"no gradient for {missing[:5]}"
@@ -37,17 +61,21 @@ def test_forward_finite_and_every_parameter_gets_a_gradient(name, batch):
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_loss_falls_on_a_fixed_batch(name, batch):
-    method = make(name)
+    method = make(name, batch)
     # AdamW's step does not scale with the loss, whose magnitude differs tenfold between methods.
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-3)
+    # A memory bank starts as random rows, easy negatives; as it fills with real embeddings
+    # of these 8 images the loss first rises, so PIRL is judged after the bank has turned over.
+    warmup = 12 if name == "pirl" else 0
     losses = []
-    for step in range(10):
-        loss = method(batch, torch.Generator().manual_seed(0))["loss"]  # fixed views every step
+    for step in range(warmup + 10):
+        loss = call(method, batch)["loss"]  # fixed views every step
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        method.after_step(step, 10)
+        method.after_step(step, warmup + 10)
         losses.append(loss.item())
+    losses = losses[warmup:]
     assert sum(losses[-3:]) / 3 < losses[0]
 
 
@@ -95,3 +123,77 @@ def test_moco_shuffled_keys_are_unshuffled(batch):
     key = torch.empty_like(shuffled)
     key[order] = shuffled
     torch.testing.assert_close(key, encode(x), atol=1e-5, rtol=1e-5)
+
+
+def test_nnclr_positive_is_the_nearest_support_entry():
+    method = make("nnclr")
+    support = torch.nn.functional.normalize(torch.randn(len(method.support), method.support.shape[1]), dim=1)
+    method.support.copy_(support)
+    z = torch.randn(5, support.shape[1])
+    expected = [max(range(len(support)), key=lambda j: float(support[j] @ torch.nn.functional.normalize(z[i], dim=0)))
+                for i in range(5)]
+    torch.testing.assert_close(method.nearest_neighbour(z), support[expected])
+
+
+def test_swav_prototypes_frozen_then_trained_and_queue_joins_sinkhorn(batch):
+    method = make("swav", freeze_prototypes_steps=1, queue_size=16, queue_start_step=1)
+    call(method, batch)["loss"].backward()
+    assert method.prototypes.weight.grad.abs().max() == 0  # frozen: a zero gradient
+    assert method.queue.abs().sum() == 0  # the queue has not started
+    method.zero_grad()
+    method.after_step(0, 10)
+    call(method, batch)["loss"].backward()
+    assert method.prototypes.weight.grad.abs().max() > 0
+    assert method.queue[:, :8].abs().sum() > 0 and method.queue[:, 8:].abs().sum() == 0  # newest first
+    torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(32))  # renormalized each step
+
+
+def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
+    method = make("dino")
+    assert method.views.n_global == 2 and method.views.n_local == 8
+    seen = []
+    method.target_backbone.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    call(method, batch)
+    assert seen == [torch.Size([16, 3, 16, 16])]  # 2 global crops x 8 images, no local crop
+    assert method.criterion.center.abs().sum() > 0
+
+
+def test_pirl_memory_bank_is_a_running_average(batch):
+    method = make("pirl")
+    before = method.memory.clone()
+    out = call(method, batch)
+    f = torch.nn.functional.normalize(out["embedding"].detach(), dim=1)
+    expected = torch.nn.functional.normalize(0.5 * before + 0.5 * f, dim=1)
+    torch.testing.assert_close(method.memory, expected)
+    assert method.criterion.partition > 0
+
+
+def test_directpred_predictor_is_set_not_trained(batch):
+    method = make("directpred")
+    assert not any("predict" in n for n, _ in method.named_parameters())  # a buffer, not a parameter
+    call(method, batch)
+    w = method.predictor_weight
+    torch.testing.assert_close(w, w.T)
+    assert not torch.allclose(w, torch.eye(len(w)))
+
+
+def test_deepcluster_samples_clusters_uniformly_and_resets_its_classifier():
+    from selfsup.methods.deepcluster import cluster_uniform_order, pca_whiten_normalize
+
+    labels = np.array([0] * 90 + [1] * 8 + [2] * 2 + [-1] * 5)
+    order = cluster_uniform_order(labels, 90, torch.Generator().manual_seed(0))
+    counts = np.bincount(labels[order], minlength=3)
+    assert len(order) == 90 and (labels[order] >= 0).all() and counts.tolist() == [30, 30, 30]
+    reduced = pca_whiten_normalize(np.random.default_rng(0).normal(size=(200, 32)) * np.arange(1, 33), 8)
+    assert reduced.shape == (200, 8)
+    np.testing.assert_allclose(np.linalg.norm(reduced, axis=1), 1.0, atol=1e-5)
+
+    images = batch_of(8)
+    method = make("deepcluster", images)
+    assert int(method.labels_epoch) == 0 and method.pseudo_labels.min() >= 0
+    calls = []
+    context = EpochContext(0, 8, 0, torch.optim.SGD(method.parameters(), lr=0.1), torch.device("cpu"),
+                           lambda: calls.append(1))
+    weight = method.classifier.weight.clone()
+    method.plan_epoch(context)  # same epoch again (a resume): saved labels reused, no clustering
+    assert not calls and torch.equal(method.classifier.weight, weight)

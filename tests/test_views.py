@@ -94,8 +94,10 @@ def test_views_are_seeded_and_differ_per_image():
 @pytest.mark.parametrize("preset", VIEW_PRESETS.names())
 def test_every_preset_runs(preset):
     x = (torch.rand(4, 3, 32, 32) * 255).to(torch.uint8)
-    out = Views.preset(preset, 24, Normalization([0.5] * 3, [0.25] * 3))(x, torch.Generator().manual_seed(0))
-    assert all(v.shape == (4, 3, 24, 24) and torch.isfinite(v).all() for v in out)
+    views = Views.preset(preset, 24, Normalization([0.5] * 3, [0.25] * 3))
+    out = views(x, torch.Generator().manual_seed(0))
+    sides = [round(24 * s.size_fraction) for s in views.settings]  # multi-crop's local crops are smaller
+    assert all(v.shape == (4, 3, side, side) and torch.isfinite(v).all() for v, side in zip(out, sides))
 
 
 def test_byol_preset_is_asymmetric():
@@ -110,3 +112,19 @@ def test_resized_crop_matches_on_many_random_boxes():
     for size in (24, 32, 48):
         ref = torch.stack([TF.resized_crop(x[i], *boxes[i].tolist(), [size, size], antialias=True) for i in range(64)])
         torch.testing.assert_close(K.resized_crop(x, boxes, size), ref, atol=1e-5, rtol=0)
+
+
+def test_multi_crop_presets_and_local_crop_overrides():
+    from selfsup.views import Normalization, Views
+
+    norm = Normalization([0.5] * 3, [0.25] * 3)
+    images = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    swav = Views.preset("swav", 32, norm)
+    crops = swav(images, torch.Generator().manual_seed(0))
+    assert (swav.n_global, swav.n_local) == (2, 6)
+    assert [c.shape[-1] for c in crops] == [32, 32] + [round(32 * 96 / 224)] * 6  # SwAV's 224 / 96 ratio
+    assert all(s.crop_scale == (0.05, 0.14) for s in swav.settings[2:])
+    custom = Views.preset("simclr-cifar", 32, norm, local_crops=3, local_scale=(0.1, 0.3), local_size=0.5)
+    assert (custom.n_global, custom.n_local) == (2, 3) and custom.settings[2].crop_scale == (0.1, 0.3)
+    assert [c.shape[-1] for c in custom(images, torch.Generator())] == [32, 32, 16, 16, 16]
+    assert Views.preset("dino", 32, norm, local_crops=0).n_local == 0

@@ -7,7 +7,8 @@ from pathlib import Path
 
 log = logging.getLogger("selfsup")
 
-COLUMNS = ["step", "epoch", "loss", "lr", "images_per_second", "seconds"]
+COLUMNS = ["step", "epoch", "loss", "lr", "images_per_second", "seconds", "embedding_std", "embedding_std_x_sqrt_d",
+           "effective_rank"]
 
 
 class MetricsLogger:

@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -27,10 +27,12 @@ from ..config import PretrainConfig, build_config, load_yaml, save_yaml, to_dict
 from ..data.images import Prepared, probe_spec
 from ..data.splits import stratified_split, train_test
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
-from ..methods import METHODS, Method
+from ..evaluate.features import extract_features
+from ..methods import METHODS, EpochContext, Method
 from ..views import Views, estimate_normalization
 from . import checkpoint as ckpt
 from .logger import MetricsLogger
+from .monitor import CollapseWatch
 from .optim import build_optimizer
 from .runtime import prepare_out, resolve_device, seed_everything, step_generator
 from .schedule import warmup_cosine
@@ -49,33 +51,52 @@ def step_indices(n: int, batch: int, seed: int, step: int) -> np.ndarray:
     return epoch_order(n, seed, epoch)[k * batch:(k + 1) * batch]
 
 
-class _StepBatches(torch.utils.data.Sampler):
-    def __init__(self, n: int, batch: int, seed: int, start: int, stop: int) -> None:
-        self.n, self.batch, self.seed, self.start, self.stop = n, batch, seed, start, stop
+class _Indexed(torch.utils.data.Dataset):
+    """A streamed dataset whose items carry their pool index, so memory banks find their rows."""
 
-    def __iter__(self):
-        for step in range(self.start, self.stop):
-            yield step_indices(self.n, self.batch, self.seed, step).tolist()
+    def __init__(self, stream) -> None:
+        self.stream = stream
 
     def __len__(self) -> int:
-        return self.stop - self.start
+        return len(self.stream)
+
+    def __getitem__(self, index: int):
+        return index, self.stream[index]
 
 
-def batches(data: Prepared, batch: int, seed: int, start: int, stop: int, workers: int) -> Iterator[torch.Tensor]:
-    """uint8 batches for steps start..stop-1 (drop-last epochs, order fixed by seed)."""
-    if data.array is not None:
-        for step in range(start, stop):
-            idx = step_indices(len(data), batch, seed, step)
-            yield torch.from_numpy(np.ascontiguousarray(data.array[idx]))
-        return
+def _collate_indexed(items: list) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
     from ..data.images import collate_good
 
-    loader = torch.utils.data.DataLoader(data.stream, batch_sampler=_StepBatches(len(data), batch, seed, start, stop),
-                                         num_workers=workers, collate_fn=collate_good, pin_memory=torch.cuda.is_available(),
-                                         persistent_workers=False)
-    for images, bad in loader:
-        data.report_bad(bad)
-        yield images
+    images, bad = collate_good([item for _, item in items])
+    good = torch.tensor([i for i, item in items if isinstance(item, torch.Tensor)], dtype=torch.long)
+    return good, images, bad
+
+
+def batches(data: Prepared, batch: int, order_of: Callable[[int], np.ndarray], start: int, stop: int,
+            workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(pool indices, uint8 images) for steps start..stop-1: drop-last epochs in ``order_of(epoch)``.
+
+    Each epoch's order is asked for only when that epoch begins, so a method may base it on
+    the weights trained so far (DeepCluster samples uniformly over its latest clusters).
+    """
+    per_epoch = len(data) // batch
+    step = start
+    while step < stop:
+        epoch, first = divmod(step, per_epoch)
+        last = min(stop, (epoch + 1) * per_epoch)
+        order = order_of(epoch)
+        slices = [order[k * batch:(k + 1) * batch] for k in range(first, first + last - step)]
+        if data.array is not None:
+            for idx in slices:
+                yield torch.from_numpy(idx), torch.from_numpy(np.ascontiguousarray(data.array[idx]))
+        else:
+            loader = torch.utils.data.DataLoader(_Indexed(data.stream), batch_sampler=[s.tolist() for s in slices],
+                                                 num_workers=workers, collate_fn=_collate_indexed,
+                                                 pin_memory=torch.cuda.is_available())
+            for good, images, bad in loader:
+                data.report_bad(bad)
+                yield good, images
+        step = last
 
 
 def _resolve_budget(cfg: PretrainConfig, steps_per_epoch: int) -> int | None:
@@ -96,27 +117,35 @@ def _resolve_budget(cfg: PretrainConfig, steps_per_epoch: int) -> int | None:
     return max(1, round(epochs * steps_per_epoch))
 
 
-def _method_args(cls: type[Method], cfg: PretrainConfig) -> dict:
+def _method_args(cls: type[Method], cfg: PretrainConfig, n_images: int) -> dict:
     args = {**cls.recipe.args, **(cfg.method_args or {})}
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "backbone", "views"}
     unknown = sorted(set(args) - accepted)
     if unknown:
         raise ConfigError(f"method {cls.name} has no argument {', '.join(unknown)} (it takes: {', '.join(sorted(accepted))})")
+    if "dataset_size" in accepted and args.get("dataset_size") is None:
+        args["dataset_size"] = n_images  # memory banks and pseudo-labels hold one row per image
+    if args.get("dataset_size") is not None and args["dataset_size"] < n_images:
+        raise ConfigError(f"method_args.dataset_size={args['dataset_size']} is smaller than the {n_images} images")
     return args
 
 
-def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, generator: torch.Generator,
-                amp: bool, device: torch.device, grad_clip: float | None) -> torch.Tensor:
+def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, indices: torch.Tensor,
+                generator: torch.Generator, amp: bool, device: torch.device,
+                grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One optimizer step; returns the loss and the method's embedding batch (for the collapse watch)."""
+    extra = {"indices": indices} if method.needs_indices else {}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        loss = method(images, generator)["loss"]
+        out = method(images, generator, **extra)
+    loss, embedding = out["loss"], out.get("embedding")
     if not torch.isfinite(loss):
-        return loss  # the caller stops before this step touches the weights
+        return loss, None  # the caller stops before this step touches the weights
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
-    return loss.detach()
+    return loss.detach(), None if embedding is None else embedding.detach()
 
 
 def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
@@ -125,9 +154,11 @@ def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int,
     trial = copy.deepcopy(method)
     optimizer = build_optimizer(opt_name, trial, lr, wd, momentum)
     seconds = []
-    for i, images in enumerate(batches(data, batch, cfg.seed, 0, 6, cfg.num_workers)):
+    default_order = lambda epoch: epoch_order(len(data), cfg.seed, epoch)  # noqa: E731
+    for i, (indices, images) in enumerate(batches(data, batch, default_order, 0, 6, cfg.num_workers)):
         t0 = time.perf_counter()
-        _train_step(trial, optimizer, images.to(device), step_generator(cfg.seed, 9, i), amp, device, cfg.grad_clip)
+        _train_step(trial, optimizer, images.to(device), indices.to(device), step_generator(cfg.seed, 9, i), amp,
+                    device, cfg.grad_clip)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
@@ -168,11 +199,14 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         views = Views.preset(cfg.views or recipe.views, spec.image_size, normalization, **view_args)
     except TypeError as exc:
         raise ConfigError(f"view_args: {exc}") from None
+    if views.n_local and not method_cls.multi_crop:
+        raise ConfigError(f"method {cfg.method} does not use multi-crop's local crops; drop view_args.local_crops "
+                          f"(methods that do: {', '.join(n for n in METHODS.names() if METHODS.get(n).multi_crop)})")
 
     seed_everything(cfg.seed)
     backbone = build_backbone(cfg.backbone, spec.channels, cfg.stem, spec.image_size)
     backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    method = method_cls(backbone, views, **_method_args(method_cls, cfg)).to(device)
+    method = method_cls(backbone, views, **_method_args(method_cls, cfg, len(data))).to(device)
     if backbone.channels_last:
         method.to(memory_format=torch.channels_last)
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -196,7 +230,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     resolved = replace(cfg, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
                        views=cfg.views or recipe.views, image_size=spec.image_size, resume=False, overwrite=False,
-                       method_args=_method_args(method_cls, cfg))
+                       method_args=_method_args(method_cls, cfg, len(data)))
     encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
                     "image_size": spec.image_size, "load_size": spec.load_size,
                     "normalization": asdict(normalization), "method": cfg.method}
@@ -211,19 +245,30 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         save_yaml(to_dict(resolved), out / "config.yaml")
     meta = {"config": to_dict(resolved), "encoder": encoder_info, "total_steps": total}
 
+    def order_of(epoch: int) -> np.ndarray:
+        """The method's plan for this epoch (DeepCluster's cluster-uniform sampling) or a seeded shuffle."""
+        context = EpochContext(epoch=epoch, n_images=len(data), seed=cfg.seed, optimizer=optimizer, device=device,
+                               features=lambda: extract_features(backbone, data, normalization, spec.image_size,
+                                                                 device, num_workers=cfg.num_workers))
+        plan = method.plan_epoch(context)
+        return epoch_order(len(data), cfg.seed, epoch) if plan is None else plan
+
     logger = MetricsLogger(out, resume_step=start)
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     loop_start, last_loss, images_seen = time.perf_counter(), float("nan"), 0
+    watch = CollapseWatch()
     window_start, window_images = loop_start, 0
     try:
-        for step, images in enumerate(batches(data, batch, cfg.seed, start, total, cfg.num_workers), start=start):
+        for step, (indices, images) in enumerate(batches(data, batch, order_of, start, total, cfg.num_workers),
+                                                 start=start):
             lr_now = warmup_cosine(step, total, lr, warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr_now
             images = images.to(device, non_blocking=True)
-            loss = _train_step(method, optimizer, images, step_generator(cfg.seed, 2, step), amp, device, cfg.grad_clip)
+            loss, embedding = _train_step(method, optimizer, images, indices.to(device), step_generator(cfg.seed, 2, step),
+                                          amp, device, cfg.grad_clip)
             if not torch.isfinite(loss):
                 kept = ckpt.latest_checkpoint(folder)
                 where = f"last good checkpoint: {kept}" if kept else "no checkpoint was written yet"
@@ -238,8 +283,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                 now = time.perf_counter()
                 ips = window_images / max(now - window_start, 1e-9)
                 window_start, window_images = now, 0
+                health = watch.check(embedding, done) if embedding is not None else {}
                 logger.log({"step": done, "epoch": round(done / steps_per_epoch, 4), "loss": last_loss, "lr": lr_now,
-                            "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3)})
+                            "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3), **health})
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
             if done % cfg.checkpoint_every == 0 or done == total:
                 ckpt.save_checkpoint(folder, done, method, optimizer, meta)
@@ -254,7 +300,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     result = {"method": cfg.method, "backbone": cfg.backbone, "steps": total, "epochs": round(total / steps_per_epoch, 3),
               "batch_size": batch, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
               "final_loss": last_loss, "train_seconds": round(train_seconds, 3),
-              "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), "out": str(out)}
+              "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), **watch.last,
+              "collapse_warning": watch.warned, "out": str(out)}
     if data.labels is not None and len(np.unique(data.labels)) > 1:
         result.update(_monitor_knn(backbone, data, test if cfg.test else None, spec, normalization, device, cfg))
     result["seconds"] = round(time.perf_counter() - started, 3)

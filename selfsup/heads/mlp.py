@@ -15,6 +15,7 @@ class Block:
     out_dim: int
     batch_norm: bool = True
     relu: bool = True
+    affine: bool = True  # False: batch norm without scale and shift (MoCo v3's last projector layer)
 
 
 class MLPHead(nn.Module):
@@ -24,7 +25,7 @@ class MLPHead(nn.Module):
         for b in blocks:
             layers.append(nn.Linear(b.in_dim, b.out_dim, bias=not b.batch_norm))
             if b.batch_norm:
-                layers.append(nn.BatchNorm1d(b.out_dim))
+                layers.append(nn.BatchNorm1d(b.out_dim, affine=b.affine))
             if b.relu:
                 layers.append(nn.ReLU(inplace=True))
         self.layers = nn.Sequential(*layers)

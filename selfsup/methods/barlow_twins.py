@@ -35,4 +35,5 @@ class BarlowTwins(Method):
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)
         # Each view goes through the network on its own: the loss standardizes per view.
-        return {"loss": self.criterion(self.projection(self.backbone(view1)), self.projection(self.backbone(view2)))}
+        z1, z2 = self.projection(self.backbone(view1)), self.projection(self.backbone(view2))
+        return {"loss": self.criterion(z1, z2), "embedding": z1}

@@ -8,8 +8,9 @@ engine calls only ``forward`` and ``after_step``; it knows nothing method-specif
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -31,10 +32,24 @@ class Recipe:
     args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
 
 
+@dataclass
+class EpochContext:
+    """What a method may use when an epoch begins (see ``Method.plan_epoch``)."""
+
+    epoch: int
+    n_images: int
+    seed: int
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    features: Callable[[], tuple[torch.Tensor, np.ndarray]]  # eval-mode backbone features of the pool, positions
+
+
 class Method(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str]
     recipe: ClassVar[Recipe]
+    needs_indices: ClassVar[bool] = False  # forward also receives ``indices=`` (pool rows, for memory banks)
+    multi_crop: ClassVar[bool] = False  # uses every view of its preset, local crops included
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()
@@ -46,6 +61,11 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (momentum-encoder updates and the like)."""
+
+    def plan_epoch(self, context: EpochContext) -> np.ndarray | None:
+        """Called when an epoch begins (and again on resume): the epoch's order of pool indices,
+        at least steps-per-epoch x batch long, or None for the seeded shuffle."""
+        return None
 
 
 METHODS: Registry[type[Method]] = Registry("method")

@@ -42,11 +42,12 @@ class BYOL(Method):
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)
         both = torch.cat([view1, view2])
-        p1, p2 = self.prediction(self.projection(self.backbone(both))).chunk(2)
+        z = self.projection(self.backbone(both))
+        p1, p2 = self.prediction(z).chunk(2)
         with torch.no_grad():
             t1, t2 = self.target_projection(self.target_backbone(both)).chunk(2)
         loss = 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))
-        return {"loss": loss}
+        return {"loss": loss, "embedding": z[: len(view1)]}
 
     def after_step(self, step: int, total_steps: int) -> None:
         momentum = cosine_momentum(step, total_steps, self.base_momentum)

@@ -68,7 +68,7 @@ class MoCoV2(Method):
             key[order] = shuffled  # undo the shuffle
         loss = self.criterion(query, key, self.queue)  # normalized copies are taken inside; no grad flows here
         self._enqueue(F.normalize(key.float(), dim=1))
-        return {"loss": loss}
+        return {"loss": loss, "embedding": query}
 
     @torch.no_grad()
     def _enqueue(self, keys: torch.Tensor) -> None:

@@ -37,4 +37,4 @@ class SimCLR(Method):
         view1, view2 = self.views(images, generator, n=2)
         z = self.projection(self.backbone(torch.cat([view1, view2])))  # 2N x d, one pass for both views
         z1, z2 = z.chunk(2)
-        return {"loss": self.criterion(z1, z2)}
+        return {"loss": self.criterion(z1, z2), "embedding": z1}

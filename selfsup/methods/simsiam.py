@@ -41,4 +41,4 @@ class SimSiam(Method):
         z = self.projection(self.backbone(torch.cat([view1, view2])))
         p1, p2 = self.prediction(z).chunk(2)
         z1, z2 = z.chunk(2)
-        return {"loss": 0.5 * (self.criterion(p1, z2) + self.criterion(p2, z1))}
+        return {"loss": 0.5 * (self.criterion(p1, z2) + self.criterion(p2, z1)), "embedding": z1}

@@ -34,4 +34,5 @@ class VICReg(Method):
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)
         # Separate passes: the variance and covariance terms are per-branch statistics.
-        return {"loss": self.criterion(self.projection(self.backbone(view1)), self.projection(self.backbone(view2)))}
+        z1, z2 = self.projection(self.backbone(view1)), self.projection(self.backbone(view2))
+        return {"loss": self.criterion(z1, z2), "embedding": z1}

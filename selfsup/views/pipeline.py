@@ -29,6 +29,11 @@ class ViewSettings:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_fraction: float = 0.1  # kernel size as a fraction of the image side, made odd
     solarize_p: float = 0.0
+    size_fraction: float = 1.0  # output side / image side: below 1 for multi-crop's small local crops
+
+    @property
+    def is_local(self) -> bool:
+        return self.size_fraction < 1.0
 
     def validate(self) -> None:
         lo, hi = self.crop_scale
@@ -37,6 +42,8 @@ class ViewSettings:
         for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"{name} must be a probability, got {getattr(self, name)}")
+        if not 0 < self.size_fraction <= 1:
+            raise ConfigError(f"size_fraction must be in (0, 1], got {self.size_fraction}")
         if not 0 <= self.hue <= 0.5:
             raise ConfigError(f"hue must be in [0, 0.5], got {self.hue}")
 
@@ -57,6 +64,20 @@ VIEW_PRESETS.register("mocov2")((ViewSettings(crop_scale=(0.2, 1.0), blur_p=0.5)
 # BYOL (Grill et al. 2020, table 6): asymmetric blur (1.0 / 0.1) and solarize (0 / 0.2).
 _byol = dict(brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1)
 VIEW_PRESETS.register("byol")((ViewSettings(**_byol, blur_p=1.0), ViewSettings(**_byol, blur_p=0.1, solarize_p=0.2)))
+# Multi-crop (SwAV, Caron et al. 2020, section 3.2): 2 global crops of scale 0.14-1 and 6 local
+# crops of scale 0.05-0.14 at 96/224 of the side; SimCLR colour distortion (strength 1), blur p 0.5.
+LOCAL_SIZE = 96 / 224
+_swav_global = ViewSettings(crop_scale=(0.14, 1.0), **jitter(1.0), blur_p=0.5)
+VIEW_PRESETS.register("swav")((_swav_global,) * 2 + (replace(_swav_global, crop_scale=(0.05, 0.14),
+                                                              size_fraction=LOCAL_SIZE),) * 6)
+# DINO (Caron et al. 2021, appendix; its ResNet-50 setting of the crop scales): BYOL's asymmetric
+# global crops (blur 1.0 / 0.1 + solarize 0.2), 8 local crops with blur 0.5.
+_dino = dict(_byol, crop_scale=(0.14, 1.0))
+VIEW_PRESETS.register("dino")((ViewSettings(**_dino, blur_p=1.0), ViewSettings(**_dino, blur_p=0.1, solarize_p=0.2))
+                              + (ViewSettings(**dict(_dino, crop_scale=(0.05, 0.14)), blur_p=0.5,
+                                              size_fraction=LOCAL_SIZE),) * 8)
+# Crop and flip only (DeepCluster, Caron et al. 2018, section 4: random resized crops and flips).
+VIEW_PRESETS.register("crop-flip")((ViewSettings(jitter_p=0.0, grayscale_p=0.0),))
 # Small grayscale images (digits): gentler crops, no colour to jitter beyond brightness/contrast.
 VIEW_PRESETS.register("small-gray")((ViewSettings(crop_scale=(0.4, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.0,
                                                   **jitter(0.5), grayscale_p=0.0),) * 2)
@@ -93,11 +114,36 @@ class Views:
     normalization: Normalization
 
     @classmethod
-    def preset(cls, name: str, size: int, normalization: Normalization, **overrides) -> "Views":
+    def preset(cls, name: str, size: int, normalization: Normalization, local_crops: int | None = None,
+               local_scale: tuple[float, float] | None = None, local_size: float | None = None,
+               **overrides) -> "Views":
+        """A named preset; ``overrides`` change every view, ``local_*`` set multi-crop's local crops.
+
+        ``local_crops`` small crops of ``local_scale`` at ``local_size`` x the side are added to
+        (or replace those of) the preset's global views; 0 removes them.
+        """
         settings = tuple(replace(s, **overrides) for s in VIEW_PRESETS.get(name))
+        if local_crops is not None or local_scale is not None or local_size is not None:
+            globals_ = tuple(s for s in settings if not s.is_local)
+            template = next((s for s in settings if s.is_local), replace(globals_[0], crop_scale=(0.05, 0.14),
+                                                                          size_fraction=LOCAL_SIZE))
+            template = replace(template, crop_scale=tuple(local_scale) if local_scale else template.crop_scale,
+                               size_fraction=local_size or template.size_fraction)
+            count = local_crops if local_crops is not None else len(settings) - len(globals_)
+            if count < 0:
+                raise ConfigError(f"local_crops must be >= 0, got {count}")
+            settings = globals_ + (template,) * count
         for s in settings:
             s.validate()
         return cls(settings, size, normalization)
+
+    @property
+    def n_global(self) -> int:
+        return sum(not s.is_local for s in self.settings)
+
+    @property
+    def n_local(self) -> int:
+        return sum(s.is_local for s in self.settings)
 
     def one(self, images: torch.Tensor, s: ViewSettings, generator: torch.Generator) -> torch.Tensor:
         """One view of a uint8 (or [0, 1] float) batch: float, normalized, size x size."""
@@ -114,14 +160,14 @@ class Views:
         blur_on = P.bernoulli(b, s.blur_p, generator).to(dev)
         solar_on = P.bernoulli(b, s.solarize_p, generator).to(dev)
 
-        x = K.resized_crop(x, boxes, self.size)
+        x = K.resized_crop(x, boxes, max(1, round(self.size * s.size_fraction)))
         x = K.hflip(x, flips)
         if s.jitter_p > 0:
             x = K.color_jitter(x, factors, orders, jitter_on)
         if s.grayscale_p > 0 and c == 3:
             x = torch.where(grey_on[:, None, None, None], K.grayscale(x), x)
         if s.blur_p > 0:
-            kernel = max(3, int(s.blur_kernel_fraction * self.size) // 2 * 2 + 1)
+            kernel = max(3, int(s.blur_kernel_fraction * x.shape[-1]) // 2 * 2 + 1)
             x = K.gaussian_blur(x, sigma, kernel, blur_on)
         if s.solarize_p > 0:
             x = K.solarize(x, solar_on)
@@ -129,6 +175,7 @@ class Views:
         return K.normalize(x, mean, std)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, n: int | None = None) -> list[torch.Tensor]:
+        """``n`` views (cycling through the settings), or all of them, global crops first."""
         n = n or len(self.settings)
         return [self.one(images, self.settings[i % len(self.settings)], generator) for i in range(n)]
 

@@ -1,0 +1,139 @@
+"""Every joint-embedding method on CIFAR-10 at one fixed step budget: the method-zoo table.
+
+Each row: `selfsup pretrain --method NAME` on train/ of the JPEG zip (labels unused), stock
+torchvision ResNet-18 (ImageNet stem, as shipped), batch 256, the same --steps for every
+method, the method's own recipe otherwise (optimizer, lr, views, heads). Then, on frozen
+features (bank/fit = train/ with labels, queries = test/):
+- kNN top-1 (k=200, T=0.1, cosine), and the L-BFGS linear probe's top-1 (decay picked on 20%
+  of train/);
+- images/s of the training loop, peak resident memory of the pretraining process;
+- the final embedding std·sqrt(d) (healthy ≈ 1, collapsed ≈ 0) and effective rank.
+A random-weights row (mean of 3 initializations) is the bar: every method must beat its kNN
+by 2 points.
+
+Rows are written to OUT/rows.json as they finish; a re-run skips finished rows, so the table
+can be built across several sittings. Run it alone on the machine (timings are shared-CPU
+sensitive).
+
+    python benchmarks/cifar_method_table.py ../shared/datasets/cifar10-jpeg.zip --steps 450 \
+        --methods simclr,byol --out bench-out/zoo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.backbones import build_backbone
+from selfsup.backbones.io import load_backbone
+from selfsup.data.images import Prepared, probe_spec
+from selfsup.data.sources import open_source
+from selfsup.evaluate.features import extract_features
+from selfsup.evaluate.knn import knn_predict, topk_accuracy
+from selfsup.evaluate.linear import linear_probe
+from selfsup.methods import METHODS
+from selfsup.views import Normalization, estimate_normalization
+
+# CPU-sized overrides, the same for every run of a method (recorded in the row): DINO's and
+# SwAV's prototype freezes are "the first epoch" in the papers, here CIFAR's 195 steps.
+OVERRIDES = {"swav": ["freeze_prototypes_steps=195", "queue_start_step=195"],
+             "dino": ["freeze_last_layer_steps=195"]}
+
+
+def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tuple[float, float]:
+    device = torch.device("cpu")
+    bank, bank_pos = extract_features(backbone, train, norm, 32, device, batch_size=512)
+    query, query_pos = extract_features(backbone, test, norm, 32, device, batch_size=512)
+    train_y, test_y = torch.from_numpy(train.labels[bank_pos]), torch.from_numpy(test.labels[query_pos])
+    knn = topk_accuracy(knn_predict(bank, train_y, query, 10, k=200, temperature=0.1), test_y, (1,))[1]
+    scores, _ = linear_probe(bank, train_y, query, 10)
+    linear = float((scores.argmax(1) == test_y).float().mean())
+    return knn, linear
+
+
+def pretrain(method: str, zip_path: str, steps: int, out: Path) -> tuple[dict, float]:
+    extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)]
+    cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
+           "resnet18", "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
+           "--quiet", "--num-workers", "2", *extra]
+    if (out / "checkpoints" / "latest.json").exists() and not (out / "result.json").exists():
+        cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"]
+    elif not (out / "result.json").exists():
+        cmd.append("--overwrite")
+    peak_gb = float("nan")
+    if not (out / "result.json").exists():
+        proc = subprocess.Popen(cmd)
+        _, status, usage = os.wait4(proc.pid, 0)  # this run's own peak, not the benchmark's
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"pretraining {method} failed with exit code {proc.returncode}")
+        peak_gb = usage.ru_maxrss / 2**20
+        (out / "peak_gb.txt").write_text(f"{peak_gb:.3f}")
+    elif (out / "peak_gb.txt").exists():
+        peak_gb = float((out / "peak_gb.txt").read_text())
+    return json.loads((out / "result.json").read_text()), peak_gb
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("zip")
+    parser.add_argument("--steps", type=int, default=450)
+    parser.add_argument("--methods", default=",".join(["random"] + METHODS.names()))
+    parser.add_argument("--out", default="bench-out/zoo")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_path = out / "rows.json"
+    rows = json.loads(rows_path.read_text()) if rows_path.exists() else {}
+
+    opened = open_source(args.zip)
+    spec = probe_spec(opened["train"])
+    train, test = Prepared(opened["train"], spec), Prepared(opened["test"], spec)
+    for method in args.methods.split(","):
+        key = f"{method}@{args.steps}" if method != "random" else "random"
+        if key in rows:
+            continue
+        t0 = time.perf_counter()
+        if method == "random":
+            norm = estimate_normalization(torch.from_numpy(np.asarray(train.array[:10000])))
+            scores = []
+            for seed in range(3):
+                torch.manual_seed(seed)
+                scores.append(score(build_backbone("resnet18", 3, "imagenet", 32), train, test, norm))
+            rows[key] = {"method": "random weights (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
+                         "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
+        else:
+            result, peak_gb = pretrain(method, args.zip, args.steps, out / method)
+            backbone, info = load_backbone(out / method)
+            knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
+            rows[key] = {"method": method, "steps": result["steps"], "knn": knn, "linear": linear,
+                         "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
+                         "train_seconds": result["train_seconds"],
+                         "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
+                         "effective_rank": result.get("effective_rank"),
+                         "collapse_warning": result.get("collapse_warning"), "overrides": OVERRIDES.get(method, [])}
+        rows[key]["score_seconds"] = round(time.perf_counter() - t0, 1)
+        rows_path.write_text(json.dumps(rows, indent=1))
+        print(f"{key}: {rows[key]}", file=sys.stderr, flush=True)
+
+    bar = rows.get("random", {}).get("knn")
+    print("| method | steps | kNN top-1 | linear top-1 | vs random kNN | images/s | peak GB | emb. std·√d | eff. rank |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for key, r in rows.items():
+        if key == "random":
+            print(f"| random weights (mean of 3) | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | |")
+            continue
+        gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
+        print(f"| {r['method']} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
+              f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Collapse is watched, not assumed away: two statistics of the embedding batch, and a warning.
+
+- Per-dimension standard deviation of the L2-normalized embeddings (SimSiam, Chen & He 2021,
+  https://arxiv.org/abs/2011.10566, section 4.1): about 1/sqrt(d) when the embeddings spread
+  over the sphere, 0 when every image maps to one point. Reported as ``std`` and as
+  ``std·sqrt(d)`` (healthy ≈ 1, collapsed ≈ 0), which does not depend on d.
+- Effective rank (Roy & Vetterli 2007, "The effective rank: a measure of effective
+  dimensionality"): exp of the entropy of the normalized singular values of the centred
+  batch. 1 when the embeddings lie on a line (dimensional collapse), up to min(N, d).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("selfsup")
+
+
+@torch.no_grad()
+def embedding_std(embedding: torch.Tensor) -> float:
+    """Mean over dimensions of the per-dimension std of the L2-normalized N x d embeddings."""
+    z = F.normalize(embedding.detach().double(), dim=1)
+    return float(z.std(dim=0, unbiased=False).mean())
+
+
+@torch.no_grad()
+def effective_rank(embedding: torch.Tensor) -> float:
+    """exp(H(p)) with p_k = σ_k / Σσ, the singular values σ of the centred N x d batch."""
+    z = embedding.detach().double()
+    sigma = torch.linalg.svdvals(z - z.mean(dim=0))
+    total = sigma.sum()
+    if total <= 1e-12:
+        return 1.0  # every row equal: a point, rank 1 by convention
+    p = sigma / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+class CollapseWatch:
+    """Logs both statistics and warns once when ``patience`` checks in a row look collapsed.
+
+    Collapsed: normalized std·sqrt(d) below ``std_floor`` (a tenth of a healthy spread), or an
+    effective rank below ``rank_floor``. One bad batch is noise; a run that stays there is not.
+    """
+
+    def __init__(self, std_floor: float = 0.1, rank_floor: float = 1.5, patience: int = 3) -> None:
+        self.std_floor, self.rank_floor, self.patience = std_floor, rank_floor, patience
+        self.bad_checks = 0
+        self.warned = False
+        self.last: dict[str, float] = {}
+
+    def check(self, embedding: torch.Tensor, step: int) -> dict[str, float]:
+        d = embedding.shape[1]
+        std = embedding_std(embedding)
+        rank = effective_rank(embedding)
+        self.last = {"embedding_std": round(std, 6), "embedding_std_x_sqrt_d": round(std * math.sqrt(d), 4),
+                     "effective_rank": round(rank, 3)}
+        collapsed = std * math.sqrt(d) < self.std_floor or rank < self.rank_floor
+        self.bad_checks = self.bad_checks + 1 if collapsed else 0
+        if self.bad_checks >= self.patience and not self.warned:
+            self.warned = True
+            log.warning("representation collapse at step %d: embedding std·sqrt(d) = %.3f (healthy ≈ 1), effective "
+                        "rank = %.2f of %d; lower the learning rate, check the views, or try another method",
+                        step, std * math.sqrt(d), rank, min(embedding.shape))
+        return self.last

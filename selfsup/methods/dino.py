@@ -1,0 +1,91 @@
+"""DINO: a student matches a momentum teacher's centred, sharpened output across crops."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..backbones import Backbone
+from ..losses import DINOLoss
+from ..views import Views
+from .base import Method, Recipe, register_method
+from .momentum import cosine_momentum, ema_update, frozen_copy
+from .multicrop import encode_crops
+
+
+class DINOHead(nn.Module):
+    """MLP (GELU; batch norm for convnets) to a bottleneck, L2-normalized, then a weight-normalized
+    linear layer with its norm fixed to 1 (DINO's ``norm_last_layer``), to K outputs."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
+                 batch_norm: bool = True) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for a, b in ((in_dim, hidden_dim), (hidden_dim, hidden_dim)):
+            layers += [nn.Linear(a, b)] + ([nn.BatchNorm1d(b)] if batch_norm else []) + [nn.GELU()]
+        layers.append(nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(*layers)
+        self.last_layer = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
+        nn.init.trunc_normal_(self.last_layer, std=0.02)
+
+    def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
+        weight = F.normalize(self.last_layer, dim=1)  # weight norm with g = 1: only directions learn
+        if freeze_last_layer:
+            weight = weight.detach() + 0 * weight  # zero gradient, still in the graph
+        return F.normalize(self.mlp(x), dim=1) @ weight.T
+
+
+@register_method
+class DINO(Method):
+    """Self-DIstillation with NO labels.
+
+    - [0] Caron, Touvron, Misra, Jégou, Mairal, Bojanowski, Joulin, 2021, Emerging Properties in
+      Self-Supervised Vision Transformers, https://arxiv.org/abs/2104.14294
+
+    Student g_θs sees all crops (2 global + 8 local), the teacher g_θt (EMA of the student,
+    momentum 0.996 rising to 1 on a cosine) only the global ones; loss and centring as in
+    ``DINOLoss`` (equation 3, τ_s = 0.1, τ_t = 0.04, centre momentum 0.9). Head: 3-layer MLP
+    (2048 hidden, GELU, batch norm for a ResNet), 256 bottleneck, weight-normalized last layer
+    to K = 65,536, frozen for the first ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251
+    steps of ImageNet at batch 1,024). The paper's ResNet-50 recipe: SGD lr 0.03 x batch/256,
+    weight decay 1e-4, crops 0.14-1 (global) and 0.05-0.14 (local).
+    """
+
+    name = "dino"
+    paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers"
+    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino",
+                    args={"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256, "student_temperature": 0.1,
+                          "teacher_temperature": 0.04, "center_momentum": 0.9, "base_momentum": 0.996,
+                          "freeze_last_layer_steps": 1251})
+    multi_crop = True
+
+    def __init__(self, backbone: Backbone, views: Views, out_dim: int = 65536, hidden_dim: int = 2048,
+                 bottleneck_dim: int = 256, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
+                 center_momentum: float = 0.9, base_momentum: float = 0.996, freeze_last_layer_steps: int = 1251) -> None:
+        super().__init__(backbone, views)
+        if views.n_global < 1 or len(views.settings) < 2:
+            raise ValueError("DINO needs at least one global crop and two crops in all")
+        self.head = DINOHead(backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, batch_norm=True)
+        self.target_backbone = frozen_copy(backbone)
+        self.target_head = frozen_copy(self.head)
+        self.criterion = DINOLoss(out_dim, student_temperature, teacher_temperature, center_momentum)
+        self.base_momentum, self.freeze_last_layer_steps = base_momentum, freeze_last_layer_steps
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        crops = self.views(images, generator)
+        n_global = self.views.n_global
+        frozen = int(self.steps_done) < self.freeze_last_layer_steps
+        student = encode_crops(lambda x: self.head(self.backbone(x), frozen), crops)
+        with torch.no_grad():
+            teacher = self.target_head(self.target_backbone(torch.cat(crops[:n_global]))).chunk(n_global)
+        loss = self.criterion(student, teacher)
+        if self.training:
+            self.criterion.update_center(teacher)
+        return {"loss": loss, "embedding": student[0]}
+
+    def after_step(self, step: int, total_steps: int) -> None:
+        self.steps_done += 1
+        momentum = cosine_momentum(step, total_steps, self.base_momentum)
+        ema_update(self.target_backbone, self.backbone, momentum)
+        ema_update(self.target_head, self.head, momentum)
