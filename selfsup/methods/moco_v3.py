@@ -22,8 +22,8 @@ class MoCoV3(Method):
     of the same batch are the negatives (no queue); loss ctr(q₁, k₂) + ctr(q₂, k₁) with
     ctr(q, k) = CrossEntropy(q kᵀ / τ, labels = arange(N)) x 2τ (the official scaling, so the
     gradient's size does not depend on τ). ResNet setting of the official code: projector
-    3 layers (4096 hidden, 256 out, BN on every layer, the last without affine), predictor
-    2 layers; τ = 1.0; momentum 0.99 rising to 1 on a cosine; LARS lr 0.6 x batch/256,
+    2 layers (4096 hidden, 256 out, BN on both, the last without affine), predictor 2 layers
+    (no BN on its output); τ = 1.0; momentum 0.99 rising to 1 on a cosine; LARS lr 0.6 x batch/256,
     weight decay 1e-6, 10 warm-up epochs of 100; BYOL's augmentations.
     """
 
@@ -36,10 +36,11 @@ class MoCoV3(Method):
                  temperature: float = 1.0, base_momentum: float = 0.99) -> None:
         super().__init__(backbone, views)
         d = backbone.feature_dim
-        self.projection = MLPHead([Block(d, hidden_dim), Block(hidden_dim, hidden_dim),
-                                   Block(hidden_dim, projection_dim, relu=False, affine=False)])
+        # The official ResNet heads: 2-layer projector ending in a batch norm without affine,
+        # 2-layer predictor without a last batch norm (3-layer projectors are for ViTs).
+        self.projection = MLPHead([Block(d, hidden_dim), Block(hidden_dim, projection_dim, relu=False, affine=False)])
         self.prediction = MLPHead([Block(projection_dim, hidden_dim),
-                                   Block(hidden_dim, projection_dim, relu=False, affine=False)])
+                                   Block(hidden_dim, projection_dim, batch_norm=False, relu=False)])
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.criterion = CrossViewInfoNCELoss(temperature)
