@@ -11,6 +11,7 @@ from ..losses import InfoNCELoss
 from ..views import Views
 from .base import Method, Recipe, register_method
 from .momentum import ema_update, frozen_copy
+from .queues import ring_enqueue
 
 
 def forward_in_splits(module: nn.Module, x: torch.Tensor, splits: int) -> torch.Tensor:
@@ -67,15 +68,8 @@ class MoCoV2(Method):
             key = torch.empty_like(shuffled)
             key[order] = shuffled  # undo the shuffle
         loss = self.criterion(query, key, self.queue)  # normalized copies are taken inside; no grad flows here
-        self._enqueue(F.normalize(key.float(), dim=1))
+        ring_enqueue(self.queue, self.queue_pointer, F.normalize(key.float(), dim=1))  # oldest keys out
         return {"loss": loss, "embedding": query}
-
-    @torch.no_grad()
-    def _enqueue(self, keys: torch.Tensor) -> None:
-        """Replace the oldest entries of the queue with this batch's keys (a ring buffer)."""
-        slots = (self.queue_pointer + torch.arange(len(keys), device=keys.device)) % len(self.queue)
-        self.queue[slots] = keys.to(self.queue.dtype)
-        self.queue_pointer.copy_((self.queue_pointer + len(keys)) % len(self.queue))
 
     def after_step(self, step: int, total_steps: int) -> None:
         ema_update(self.target_backbone, self.backbone, self.momentum)

@@ -9,6 +9,7 @@ from ..heads import Block, MLPHead
 from ..losses import CrossViewInfoNCELoss
 from ..views import Views
 from .base import Method, Recipe, register_method
+from .queues import ring_enqueue
 
 
 @register_method
@@ -59,11 +60,5 @@ class NNCLR(Method):
         p1, p2 = self.prediction(z).chunk(2)
         z1, z2 = z.chunk(2)
         loss = 0.5 * (self.criterion(self.nearest_neighbour(z1), p2) + self.criterion(self.nearest_neighbour(z2), p1))
-        self._enqueue(F.normalize(z1.detach().float(), dim=1))
+        ring_enqueue(self.support, self.support_pointer, F.normalize(z1.detach().float(), dim=1))
         return {"loss": loss, "embedding": z1}
-
-    @torch.no_grad()
-    def _enqueue(self, z: torch.Tensor) -> None:
-        slots = (self.support_pointer + torch.arange(len(z), device=z.device)) % len(self.support)
-        self.support[slots] = z.to(self.support.dtype)
-        self.support_pointer.copy_((self.support_pointer + len(z)) % len(self.support))
