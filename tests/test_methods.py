@@ -172,7 +172,7 @@ def test_directpred_predictor_is_set_not_trained(batch):
     method = make("directpred")
     assert not any("predict" in n for n, _ in method.named_parameters())  # a buffer, not a parameter
     call(method, batch)
-    w = method.predictor_weight
+    w = method.prediction.weight  # the DirectPredictor's buffer
     torch.testing.assert_close(w, w.T)
     assert not torch.allclose(w, torch.eye(len(w)))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
 
 from ..backbones import Backbone
 from ..heads import projection_head
@@ -33,7 +34,7 @@ class BYOL(Method):
                  base_momentum: float = 0.996) -> None:
         super().__init__(backbone, views)
         self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim)
-        self.prediction = projection_head(projection_dim, hidden_dim, projection_dim)
+        self.prediction = self._build_predictor(projection_dim, hidden_dim)
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.base_momentum = base_momentum
@@ -48,6 +49,10 @@ class BYOL(Method):
             t1, t2 = self.target_projection(self.target_backbone(both)).chunk(2)
         loss = 0.5 * (self.criterion(p1, t2) + self.criterion(p2, t1))
         return {"loss": loss, "embedding": z[: len(view1)]}
+
+    def _build_predictor(self, projection_dim: int, hidden_dim: int) -> nn.Module:
+        """q_θ, trained by gradient; DirectPred replaces it with one set in closed form."""
+        return projection_head(projection_dim, hidden_dim, projection_dim)
 
     def after_step(self, step: int, total_steps: int) -> None:
         momentum = cosine_momentum(step, total_steps, self.base_momentum)
