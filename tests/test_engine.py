@@ -128,13 +128,10 @@ def test_collapse_watch_warns_once_after_patience(caplog):
     ("deepcluster", []),  # pseudo-labels and the epoch plan, re-clustered at each epoch boundary
     ("pirl", []),  # memory bank and the NCE partition constant
     ("swav", ["--method-arg", "queue_start_step=2", "--method-arg", "queue_size=512",
-              "--method-arg", "freeze_prototypes_steps=3"]),  # queue and step counter
+              "--method-arg", "freeze_prototypes_steps=3", "--method-arg", "hidden_dim=64"]),  # queue, step counter
 ])
 def test_stateful_methods_resume_equal_to_uninterrupted(tmp_path, method, extra):
     run = [sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
-           "--views", "small-gray", "--batch-size", "256", "--steps", "12", "--checkpoint-every", "3", "--quiet",
-           "--method", method, "--method-arg", "hidden_dim=64", *extra] if method == "swav" else [
-           sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
            "--views", "small-gray", "--batch-size", "256", "--steps", "12", "--checkpoint-every", "3", "--quiet",
            "--method", method, *extra]
     full = tmp_path / "full"

@@ -206,7 +206,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     seed_everything(cfg.seed)
     backbone = build_backbone(cfg.backbone, spec.channels, cfg.stem, spec.image_size)
     backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    method = method_cls(backbone, views, **_method_args(method_cls, cfg, len(data))).to(device)
+    method_args = _method_args(method_cls, cfg, len(data))
+    method = method_cls(backbone, views, **method_args).to(device)
     if backbone.channels_last:
         method.to(memory_format=torch.channels_last)
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -230,7 +231,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     resolved = replace(cfg, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
                        views=cfg.views or recipe.views, image_size=spec.image_size, resume=False, overwrite=False,
-                       method_args=_method_args(method_cls, cfg, len(data)))
+                       method_args=method_args)
     encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
                     "image_size": spec.image_size, "load_size": spec.load_size,
                     "normalization": asdict(normalization), "method": cfg.method}
