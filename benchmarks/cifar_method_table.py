@@ -1,15 +1,16 @@
-"""Every joint-embedding method on CIFAR-10 at one fixed step budget: the method-zoo table.
+"""Every method on CIFAR-10 at one fixed step budget: the method-zoo table.
 
 Each row: `selfsup pretrain --method NAME` on train/ of the JPEG zip (labels unused), stock
-torchvision ResNet-18 (ImageNet stem, as shipped), batch 256, the same --steps for every
-method, the method's own recipe otherwise (optimizer, lr, views, heads). Then, on frozen
+torchvision ResNet-18 (ImageNet stem, as shipped; MAE: its ViT-Tiny), batch 256, the same --steps
+for every method, the method's own recipe otherwise (optimizer, lr, views, heads). Then, on frozen
 features (bank/fit = train/ with labels, queries = test/):
 - kNN top-1 (k=200, T=0.1, cosine), and the L-BFGS linear probe's top-1 (decay picked on 20%
   of train/);
 - images/s of the training loop, peak resident memory of the pretraining process;
-- the final embedding std·sqrt(d) (healthy ≈ 1, collapsed ≈ 0) and effective rank.
+- the final embedding std·sqrt(d) (healthy ≈ 1, collapsed ≈ 0) and effective rank;
+- for the classic pretext tasks, the task's own accuracy (or loss) on test/.
 A random-weights row (mean of 3 initializations) is the bar: every method must beat its kNN
-by 2 points.
+by 2 points (`random` for ResNet-18, `random-vit` for MAE's ViT-Tiny).
 
 Rows are written to OUT/rows.json as they finish; a re-run skips finished rows, so the table
 can be built across several sittings. Run it alone on the machine (timings are shared-CPU
@@ -38,11 +39,15 @@ from selfsup.data.sources import open_source
 from selfsup.evaluate.features import extract_features
 from selfsup.evaluate.knn import knn_predict, topk_accuracy
 from selfsup.evaluate.linear import linear_probe
+from selfsup.evaluate.pretext import pretext_score
 from selfsup.methods import METHODS
 from selfsup.views import Normalization, estimate_normalization
 
 # CPU-sized overrides, the same for every run of a method (recorded in the row): DINO's and
 # SwAV's prototype freezes are "the first epoch" in the papers, here CIFAR's 195 steps.
+# The classic pretext tasks (issue 5): their own task is scored on test/ too.
+PRETEXT = ("rotation", "relative_patch", "jigsaw", "colorization", "inpainting", "autoencoder", "denoising_autoencoder",
+           "mae", "corruption")
 OVERRIDES = {"swav": ["freeze_prototypes_steps=195", "queue_start_step=195"],
              "dino": ["freeze_last_layer_steps=195"]}
 
@@ -61,7 +66,7 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tup
 def pretrain(method: str, zip_path: str, steps: int, out: Path) -> tuple[dict, float]:
     extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)]
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
-           "resnet18", "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
+           METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
            "--quiet", "--num-workers", "2", *extra]
     if (out / "checkpoints" / "latest.json").exists() and not (out / "result.json").exists():
         cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"]
@@ -85,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("zip")
     parser.add_argument("--steps", type=int, default=450)
-    parser.add_argument("--methods", default=",".join(["random"] + METHODS.names()))
+    parser.add_argument("--methods", default=",".join(["random", "random-vit"] + METHODS.names()))
     parser.add_argument("--out", default="bench-out/zoo")
     args = parser.parse_args()
     out = Path(args.out)
@@ -97,42 +102,49 @@ def main() -> None:
     spec = probe_spec(opened["train"])
     train, test = Prepared(opened["train"], spec), Prepared(opened["test"], spec)
     for method in args.methods.split(","):
-        key = f"{method}@{args.steps}" if method != "random" else "random"
+        key = f"{method}@{args.steps}" if not method.startswith("random") else method
         if key in rows:
             continue
         t0 = time.perf_counter()
-        if method == "random":
+        if method.startswith("random"):
             norm = estimate_normalization(torch.from_numpy(np.asarray(train.array[:10000])))
+            arch = "vit-tiny" if method == "random-vit" else "resnet18"
             scores = []
             for seed in range(3):
                 torch.manual_seed(seed)
-                scores.append(score(build_backbone("resnet18", 3, "imagenet", 32), train, test, norm))
-            rows[key] = {"method": "random weights (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
+                scores.append(score(build_backbone(arch, 3, "imagenet", 32), train, test, norm))
+            rows[key] = {"method": f"random {arch} (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
                          "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
         else:
             result, peak_gb = pretrain(method, args.zip, args.steps, out / method)
             backbone, info = load_backbone(out / method)
             knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
+            pretext = pretext_score(out / method, test) if method in PRETEXT else {}
             rows[key] = {"method": method, "steps": result["steps"], "knn": knn, "linear": linear,
                          "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
                          "train_seconds": result["train_seconds"],
                          "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
                          "effective_rank": result.get("effective_rank"),
-                         "collapse_warning": result.get("collapse_warning"), "overrides": OVERRIDES.get(method, [])}
+                         "collapse_warning": result.get("collapse_warning"), "overrides": OVERRIDES.get(method, []),
+                         **pretext}
         rows[key]["score_seconds"] = round(time.perf_counter() - t0, 1)
         rows_path.write_text(json.dumps(rows, indent=1))
         print(f"{key}: {rows[key]}", file=sys.stderr, flush=True)
 
-    bar = rows.get("random", {}).get("knn")
-    print("| method | steps | kNN top-1 | linear top-1 | vs random kNN | images/s | peak GB | emb. std·√d | eff. rank |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| method | steps | kNN top-1 | linear top-1 | vs random kNN | images/s | peak GB | emb. std·√d | eff. rank "
+          "| pretext task on test/ |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in rows.items():
-        if key == "random":
-            print(f"| random weights (mean of 3) | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | |")
+        if key.startswith("random"):
+            print(f"| {r['method']} | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | | |")
             continue
+        bar = rows.get("random-vit" if METHODS.get(r["method"]).recipe.backbone.startswith("vit") else "random", {}).get("knn")
         gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
+        task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
+                else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
         print(f"| {r['method']} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
-              f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} |")
+              f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} "
+              f"| {task} |")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _data_flags(p, pool=True)
     p.add_argument("--method", default=S, help="method name (see `selfsup methods`)")
-    p.add_argument("--backbone", default=S, help="torchvision model name, timm:NAME, or small-convnet")
+    p.add_argument("--backbone", default=S, help="torchvision model name, timm:NAME, small-convnet, vit-tiny, vit-small "
+                   "(default: the method's, resnet18 for most)")
     p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"], help="auto: small for inputs <= 64 px")
     p.add_argument("--views", default=S, help="view preset (default: the method's)")
     p.add_argument("--method-arg", action="append", default=S, metavar="KEY=VALUE", dest="method_args",
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default=S, choices=["auto", "fp32", "bf16"])
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
+    p.add_argument("--show-batch", default=S, metavar="FILE.png",
+                   help="draw one batch of the pretext task (views, rotations, tiles, masks and reconstructions)")
     p.add_argument("--out", default=S, metavar="DIR")
     p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
@@ -209,7 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # an unexpected failure still ends in one clear line
         if os.environ.get("SELFSUP_DEBUG"):
             raise
-        print(f"selfsup: error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")  # some messages start blank
+        print(f"selfsup: error: {type(exc).__name__}: {first}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result))

@@ -26,7 +26,7 @@ class DataConfig:
 @dataclass
 class PretrainConfig(DataConfig):
     method: str = "simclr"
-    backbone: str = "resnet18"
+    backbone: str | None = None  # default: the method's (resnet18; a ViT for MAE)
     stem: str = "auto"
     views: str | None = None  # view preset; default: the method's
     view_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, e.g. crop_scale
@@ -49,6 +49,7 @@ class PretrainConfig(DataConfig):
     log_every: int = 10
     knn_every: int = 0  # steps between kNN monitors (0: only at the end, when labels exist)
     out: str = "runs/pretrain"
+    show_batch: str | None = None  # PNG of one batch of the pretext task (written at the start and the end)
     resume: bool = False
     overwrite: bool = False
 

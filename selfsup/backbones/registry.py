@@ -16,7 +16,7 @@ from ..errors import ConfigError
 from ..registry import Registry
 from .stems import adapt_input
 
-OWN_BACKBONES: Registry[Callable[[int], nn.Module]] = Registry("backbone")
+OWN_BACKBONES: Registry[Callable[[int, int], nn.Module]] = Registry("backbone")  # (in_channels, image_size)
 CLASSIFIER_NAMES = ("fc", "classifier", "heads", "head")
 
 
@@ -50,6 +50,27 @@ class Backbone(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images).flatten(1)
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        """The last B x C x h x w map before global pooling, for dense pretext tasks (colorization,
+        inpainting): timm's ``forward_features``, or the input of the model's last adaptive pooling."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        if hasattr(self.model, "forward_features"):
+            out = self.model.forward_features(images)
+            if out.ndim == 4:
+                return out
+        pools = [m for m in self.model.modules() if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d))]
+        if not pools:
+            raise ConfigError(f"backbone {self.spec.name} has no global pooling layer to take a feature map from; "
+                              "dense pretext tasks need a convolutional backbone (e.g. resnet18)")
+        captured: list[torch.Tensor] = []
+        handle = pools[-1].register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            self.model(images)
+        finally:
+            handle.remove()
+        return captured[-1]
 
 
 def _torchvision_model(name: str) -> nn.Module:
@@ -85,7 +106,7 @@ def build_backbone(name: str, in_channels: int = 3, stem: str = "auto", image_si
 
 def build_from_spec(spec: BackboneSpec, image_size: int = 224) -> Backbone:
     if spec.name in OWN_BACKBONES:
-        model = OWN_BACKBONES.get(spec.name)(spec.in_channels)
+        model = OWN_BACKBONES.get(spec.name)(spec.in_channels, image_size)
     elif spec.name.startswith("timm:"):
         model = _timm_model(spec.name[5:], spec.in_channels)
         adapt_input(model, spec.in_channels, small=spec.stem == "small")
@@ -107,7 +128,7 @@ def _feature_dim(model: nn.Module, in_channels: int, image_size: int) -> int:
 
 
 @OWN_BACKBONES.register("small-convnet")
-def small_convnet(in_channels: int) -> nn.Module:
+def small_convnet(in_channels: int, image_size: int = 32) -> nn.Module:
     """A four-stage VGG-style ConvNet (32-64-128-256 channels) for tiny images and quick demos."""
     layers: list[nn.Module] = []
     width_in = in_channels
@@ -119,6 +140,35 @@ def small_convnet(in_channels: int) -> nn.Module:
         width_in = width
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return nn.Sequential(*layers)
+
+
+def _vit(in_channels: int, image_size: int, width: int, heads: int) -> nn.Module:
+    """torchvision's VisionTransformer (12 blocks, MLP 4x) with 8 x 8 patches' grid on small images
+    (4 px patches at 32 px, as in MAE's CIFAR re-implementations) and 16 px patches otherwise;
+    the class token is the feature."""
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    patch = max(1, image_size // 8) if image_size <= 64 else 16
+    if image_size % patch:
+        raise ConfigError(f"a ViT needs the image size ({image_size}) to be a multiple of its patch size ({patch})")
+    model = VisionTransformer(image_size=image_size, patch_size=patch, num_layers=12, num_heads=heads,
+                              hidden_dim=width, mlp_dim=4 * width)
+    if in_channels != 3:
+        model.conv_proj = nn.Conv2d(in_channels, width, patch, patch)
+    model.heads = nn.Identity()
+    return model
+
+
+@OWN_BACKBONES.register("vit-tiny")
+def vit_tiny(in_channels: int, image_size: int = 32) -> nn.Module:
+    """ViT-Tiny (width 192, 3 heads; Touvron et al. 2021's DeiT-Ti), torchvision's implementation."""
+    return _vit(in_channels, image_size, 192, 3)
+
+
+@OWN_BACKBONES.register("vit-small")
+def vit_small(in_channels: int, image_size: int = 32) -> nn.Module:
+    """ViT-Small (width 384, 6 heads), torchvision's implementation."""
+    return _vit(in_channels, image_size, 384, 6)
 
 
 def list_backbones() -> list[str]:

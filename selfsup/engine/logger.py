@@ -8,7 +8,7 @@ from pathlib import Path
 log = logging.getLogger("selfsup")
 
 COLUMNS = ["step", "epoch", "loss", "lr", "images_per_second", "seconds", "embedding_std", "embedding_std_x_sqrt_d",
-           "effective_rank"]
+           "effective_rank", "pretext_accuracy"]
 
 
 class MetricsLogger:

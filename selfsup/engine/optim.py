@@ -62,7 +62,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             {"params": plain, "weight_decay": 0.0, "lars_exclude": True}]
 
 
-def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9) -> Optimizer:
+def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
+                    betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
     groups = param_groups(model, weight_decay)
     if name == "sgd":
         for g in groups:
@@ -71,7 +72,7 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
     if name == "adamw":
         for g in groups:
             g.pop("lars_exclude")
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     raise ConfigError(f"unknown optimizer {name!r} (known: sgd, adamw, lars)")

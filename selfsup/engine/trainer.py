@@ -29,7 +29,7 @@ from ..data.splits import stratified_split, train_test
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..evaluate.features import extract_features
 from ..methods import METHODS, EpochContext, Method
-from ..views import Views, estimate_normalization
+from ..views import Normalization, Views, estimate_normalization
 from . import checkpoint as ckpt
 from .logger import MetricsLogger
 from .monitor import CollapseWatch
@@ -130,29 +130,56 @@ def _method_args(cls: type[Method], cfg: PretrainConfig, n_images: int) -> dict:
     return args
 
 
+def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, normalization: Normalization,
+                 n_images: int) -> Method:
+    """The method of ``cfg`` with fresh weights: its views, backbone and arguments resolved (also used
+    to rebuild a finished run around a checkpoint)."""
+    method_cls = METHODS.get(cfg.method)
+    recipe = method_cls.recipe
+    view_args = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.view_args or {}).items()}
+    try:
+        views = Views.preset(cfg.views or recipe.views, image_size, normalization, **view_args)
+    except TypeError as exc:
+        raise ConfigError(f"view_args: {exc}") from None
+    if views.n_local and not method_cls.multi_crop:
+        raise ConfigError(f"method {cfg.method} does not use multi-crop's local crops; drop view_args.local_crops "
+                          f"(methods that do: {', '.join(n for n in METHODS.names() if METHODS.get(n).multi_crop)})")
+    backbone = build_backbone(cfg.backbone or recipe.backbone, method_cls.input_channels or data_channels, cfg.stem,
+                              image_size)
+    method_args = _method_args(method_cls, cfg, n_images)
+    try:
+        method = method_cls(backbone, views, **method_args)
+    except ValueError as exc:  # a method's own check of its arguments or of the data
+        raise ConfigError(f"{cfg.method}: {exc}") from None
+    method.init_args = method_args
+    return method
+
+
 def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, indices: torch.Tensor,
                 generator: torch.Generator, amp: bool, device: torch.device,
-                grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """One optimizer step; returns the loss and the method's embedding batch (for the collapse watch)."""
+                grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """One optimizer step; returns the loss, the method's embedding batch (for the collapse watch) and
+    any other scalars it reports (a pretext task's accuracy)."""
     extra = {"indices": indices} if method.needs_indices else {}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         out = method(images, generator, **extra)
     loss, embedding = out["loss"], out.get("embedding")
+    extras = {k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")}
     if not torch.isfinite(loss):
-        return loss, None  # the caller stops before this step touches the weights
+        return loss, None, extras  # the caller stops before this step touches the weights
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
-    return loss.detach(), None if embedding is None else embedding.detach()
+    return loss.detach(), None if embedding is None else embedding.detach(), extras
 
 
 def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
                 momentum: float, opt_name: str, amp: bool, device: torch.device) -> float:
     """Seconds per step, measured on a throw-away copy so the real run starts untouched."""
     trial = copy.deepcopy(method)
-    optimizer = build_optimizer(opt_name, trial, lr, wd, momentum)
+    optimizer = build_optimizer(opt_name, trial, lr, wd, momentum, trial.recipe.adam_betas)
     seconds = []
     default_order = lambda epoch: epoch_order(len(data), cfg.seed, epoch)  # noqa: E731
     for i, (indices, images) in enumerate(batches(data, batch, default_order, 0, 6, cfg.num_workers)):
@@ -194,20 +221,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     # Normalization statistics from (a sample of) the pool, saved beside the encoder.
     _, sample = next(data.batches(np.arange(min(len(data), 10000 if data.array is not None else 512)), 10000))
     normalization = estimate_normalization(sample)
-    view_args = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.view_args or {}).items()}
-    try:
-        views = Views.preset(cfg.views or recipe.views, spec.image_size, normalization, **view_args)
-    except TypeError as exc:
-        raise ConfigError(f"view_args: {exc}") from None
-    if views.n_local and not method_cls.multi_crop:
-        raise ConfigError(f"method {cfg.method} does not use multi-crop's local crops; drop view_args.local_crops "
-                          f"(methods that do: {', '.join(n for n in METHODS.names() if METHODS.get(n).multi_crop)})")
-
     seed_everything(cfg.seed)
-    backbone = build_backbone(cfg.backbone, spec.channels, cfg.stem, spec.image_size)
+    method = build_method(cfg, spec.channels, spec.image_size, normalization, len(data)).to(device)
+    backbone, method_args = method.backbone, method.init_args
+    backbone_name = backbone.spec.name
     backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    method_args = _method_args(method_cls, cfg, len(data))
-    method = method_cls(backbone, views, **method_args).to(device)
     if backbone.channels_last:
         method.to(memory_format=torch.channels_last)
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -217,7 +235,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     wd = cfg.weight_decay if cfg.weight_decay is not None else recipe.weight_decay
     momentum = cfg.momentum if cfg.momentum is not None else recipe.momentum
     lr = base_lr * batch / 256
-    optimizer = build_optimizer(opt_name, method, lr, wd, momentum)
+    optimizer = build_optimizer(opt_name, method, lr, wd, momentum, recipe.adam_betas)
 
     total = _resolve_budget(cfg, steps_per_epoch)
     if total is None:
@@ -228,13 +246,14 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     warmup_fraction = cfg.warmup_fraction if cfg.warmup_fraction is not None else recipe.warmup_fraction
     warmup_steps = int(round(warmup_fraction * total))
 
-    resolved = replace(cfg, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
+    resolved = replace(cfg, backbone=backbone_name, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
                        views=cfg.views or recipe.views, image_size=spec.image_size, resume=False, overwrite=False,
-                       method_args=method_args)
+                       method_args=method_args, show_batch=None)
+    # Step checkpoints hold the backbone as trained (colorization's takes 1 channel), described here.
     encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
                     "image_size": spec.image_size, "load_size": spec.load_size,
-                    "normalization": asdict(normalization), "method": cfg.method}
+                    "normalization": asdict(method.input_normalization), "method": cfg.method}
     start = 0
     folder = out / "checkpoints"
     if cfg.resume:
@@ -254,6 +273,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         plan = method.plan_epoch(context)
         return epoch_order(len(data), cfg.seed, epoch) if plan is None else plan
 
+    if cfg.show_batch:
+        _show_batch(method, data, cfg, device, f"{cfg.method}, before training" if start == 0 else f"step {start}")
     logger = MetricsLogger(out, resume_step=start)
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
@@ -268,8 +289,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
             for group in optimizer.param_groups:
                 group["lr"] = lr_now
             images = images.to(device, non_blocking=True)
-            loss, embedding = _train_step(method, optimizer, images, indices.to(device), step_generator(cfg.seed, 2, step),
-                                          amp, device, cfg.grad_clip)
+            loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device),
+                                                  step_generator(cfg.seed, 2, step), amp, device, cfg.grad_clip)
             if not torch.isfinite(loss):
                 kept = ckpt.latest_checkpoint(folder)
                 where = f"last good checkpoint: {kept}" if kept else "no checkpoint was written yet"
@@ -286,7 +307,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                 window_start, window_images = now, 0
                 health = watch.check(embedding, done) if embedding is not None else {}
                 logger.log({"step": done, "epoch": round(done / steps_per_epoch, 4), "loss": last_loss, "lr": lr_now,
-                            "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3), **health})
+                            "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3), **health,
+                            **{k: round(float(v), 5) for k, v in extras.items()}})
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
             if done % cfg.checkpoint_every == 0 or done == total:
                 ckpt.save_checkpoint(folder, done, method, optimizer, meta)
@@ -296,18 +318,37 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         bar.close()
         logger.close()
     train_seconds = time.perf_counter() - loop_start
-    save_encoder(out, backbone, normalization, spec.image_size, spec.load_size, {"method": cfg.method, "steps": total})
+    encoder, encoder_normalization = method.export_encoder()
+    save_encoder(out, encoder, encoder_normalization, spec.image_size, spec.load_size,
+                 {"method": cfg.method, "steps": total})
+    if cfg.show_batch:
+        _show_batch(method, data, cfg, device, f"{cfg.method}, after {total} steps")
 
-    result = {"method": cfg.method, "backbone": cfg.backbone, "steps": total, "epochs": round(total / steps_per_epoch, 3),
+    result = {"method": cfg.method, "backbone": backbone_name, "steps": total, "epochs": round(total / steps_per_epoch, 3),
               "batch_size": batch, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
               "final_loss": last_loss, "train_seconds": round(train_seconds, 3),
               "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), **watch.last,
               "collapse_warning": watch.warned, "out": str(out)}
     if data.labels is not None and len(np.unique(data.labels)) > 1:
-        result.update(_monitor_knn(backbone, data, test if cfg.test else None, spec, normalization, device, cfg))
+        result.update(_monitor_knn(encoder.to(device), data, test if cfg.test else None, spec, normalization, device, cfg))
     result["seconds"] = round(time.perf_counter() - started, 3)
     ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
+
+
+def _show_batch(method: Method, data: Prepared, cfg: PretrainConfig, device: torch.device, title: str) -> None:
+    """Draw the method's pretext task on the first 8 images of the pool to ``cfg.show_batch``."""
+    from .show import render_panels
+
+    _, images = next(data.batches(np.arange(min(8, len(data))), 8))
+    was_training = method.training
+    method.eval()
+    try:
+        panels = method.illustrate(images.to(device), step_generator(cfg.seed, 7, 0))
+    finally:
+        method.train(was_training)
+    render_panels(panels, Path(cfg.show_batch), title)
+    log.info("wrote %s", cfg.show_batch)
 
 
 def _monitor_knn(backbone, data: Prepared, test, spec, normalization, device, cfg: PretrainConfig) -> dict:

@@ -1,4 +1,5 @@
-"""Heads: MLP projection (and, with later methods, prediction) heads on backbone features."""
-from .mlp import Block, MLPHead, projection_head
+"""Heads: MLP projection, prediction and classifier heads, and convolutional decoders."""
+from .decoder import BottleneckDecoder, ConvDecoder
+from .mlp import Block, MLPHead, classifier_head, projection_head
 
-__all__ = ["Block", "MLPHead", "projection_head"]
+__all__ = ["Block", "BottleneckDecoder", "ConvDecoder", "MLPHead", "classifier_head", "projection_head"]

@@ -43,3 +43,10 @@ def projection_head(in_dim: int, hidden_dim: int, out_dim: int, num_layers: int 
     blocks.append(Block(dims[-2], dims[-1], batch_norm=last_batch_norm, relu=False))
     return MLPHead(blocks)
 
+
+
+def classifier_head(in_dim: int, classes: int, hidden_dim: int | None = None) -> MLPHead:
+    """The pretext classifier: linear, or one hidden layer (BN, ReLU) when ``hidden_dim`` is given."""
+    if not hidden_dim:
+        return MLPHead([Block(in_dim, classes, batch_norm=False, relu=False)])
+    return MLPHead([Block(in_dim, hidden_dim), Block(hidden_dim, classes, batch_norm=False, relu=False)])

@@ -1,14 +1,17 @@
 """Losses: one a file, tensors in, scalar out, each naming its paper and equation."""
 from .barlow_twins import BarlowTwinsLoss
 from .byol import NegativeCosineSimilarity
+from .colorization import rebalanced_colour_loss
 from .crossview import CrossViewInfoNCELoss
 from .dino import DINOLoss
 from .infonce import InfoNCELoss
 from .nce import NCELoss
 from .ntxent import NTXentLoss
+from .reconstruction import masked_mse, normalized_patch_mse
 from .swav import SwAVLoss, sinkhorn
 from .triplet import TripletMarginLoss
 from .vicreg import VICRegLoss, covariance_term, variance_term
 
 __all__ = ["BarlowTwinsLoss", "CrossViewInfoNCELoss", "DINOLoss", "InfoNCELoss", "NCELoss", "NegativeCosineSimilarity",
-           "NTXentLoss", "SwAVLoss", "TripletMarginLoss", "VICRegLoss", "covariance_term", "sinkhorn", "variance_term"]
+           "NTXentLoss", "SwAVLoss", "TripletMarginLoss", "VICRegLoss", "covariance_term",
+           "masked_mse", "normalized_patch_mse", "rebalanced_colour_loss", "sinkhorn", "variance_term"]

@@ -30,6 +30,8 @@ class Recipe:
     warmup_fraction: float = 0.1
     views: str = "simclr-cifar"
     args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (MAE: 0.9, 0.95)
+    backbone: str = "resnet18"  # used when --backbone is not given (MAE: a ViT)
 
 
 @dataclass
@@ -44,12 +46,22 @@ class EpochContext:
     features: Callable[[], tuple[torch.Tensor, np.ndarray]]  # eval-mode backbone features of the pool, positions
 
 
+@dataclass
+class Panel:
+    """One row of ``--show-batch``'s picture: images in [0, 1] (N x C x h x w) and their captions."""
+
+    title: str
+    images: torch.Tensor
+    captions: list[str] | None = None
+
+
 class Method(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str]
     recipe: ClassVar[Recipe]
     needs_indices: ClassVar[bool] = False  # forward also receives ``indices=`` (pool rows, for memory banks)
     multi_crop: ClassVar[bool] = False  # uses every view of its preset, local crops included
+    input_channels: ClassVar[int | None] = None  # the backbone's input channels, if not the data's (colorization: 1)
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()
@@ -61,6 +73,22 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (momentum-encoder updates and the like)."""
+
+    @property
+    def input_normalization(self):
+        """The normalization of what the backbone is fed (saved with step checkpoints)."""
+        return self.views.normalization
+
+    def export_encoder(self) -> tuple[Backbone, Any]:
+        """The encoder to save for transfer and its input normalization (colorization adapts its
+        1-channel encoder to RGB here)."""
+        return self.backbone, self.views.normalization
+
+    @torch.no_grad()
+    def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:
+        """What ``--show-batch`` draws: by default the views of the batch."""
+        views = self.views(images, generator)
+        return [Panel(f"view {i + 1}", self.views.denormalize(v).clamp(0, 1)) for i, v in enumerate(views)]
 
     def plan_epoch(self, context: EpochContext) -> np.ndarray | None:
         """Called when an epoch begins (and again on resume): the epoch's order of pool indices,

@@ -1,7 +1,33 @@
-"""Jigsaw tiles: a view cut into a grid of jittered tiles (PIRL; the jigsaw pretext task)."""
+"""Patches of a view: jigsaw tiles and their permutations (Noroozi & Favaro 2016; PIRL) and the
+centre/neighbour pairs of relative patch location (Doersch et al. 2015).
+
+Pure, seeded label generators: each returns the network's input and the free label.
+"""
 from __future__ import annotations
 
+import itertools
+import math
+from functools import lru_cache
+
+import numpy as np
 import torch
+
+
+def cut_patches(x: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor, size: int) -> torch.Tensor:
+    """Square ``size`` patches of B x C x H x W images at per-image corners (B x K each).
+
+    Returns B x K x C x size x size; one gather for every patch pixel of the batch.
+    """
+    b, c, h, w = x.shape
+    k = tops.shape[1]
+    if int(tops.min()) < 0 or int(lefts.min()) < 0 or int(tops.max()) + size > h or int(lefts.max()) + size > w:
+        raise ValueError(f"patches of {size} px fall outside the {h}x{w} images")
+    ar = torch.arange(size, device=x.device)
+    yy = (tops.to(x.device)[..., None] + ar)[..., :, None].expand(b, k, size, size)
+    xx = (lefts.to(x.device)[..., None] + ar)[..., None, :].expand(b, k, size, size)
+    flat = (yy * w + xx).reshape(b, 1, -1).expand(b, c, -1)
+    patches = x.reshape(b, c, h * w).gather(2, flat).reshape(b, c, k, size, size)
+    return patches.permute(0, 2, 1, 3, 4).contiguous()
 
 
 def jigsaw_tiles(x: torch.Tensor, generator: torch.Generator, grid: int = 3, tile_fraction: float = 0.75) -> torch.Tensor:
@@ -16,15 +42,116 @@ def jigsaw_tiles(x: torch.Tensor, generator: torch.Generator, grid: int = 3, til
     if cell < 2:
         raise ValueError(f"images of {h}x{w} are too small for a {grid}x{grid} jigsaw")
     tile = max(1, int(cell * tile_fraction))
-    slack = cell - tile
-    offsets = torch.randint(0, slack + 1, (b, grid * grid, 2), generator=generator)
+    offsets = torch.randint(0, cell - tile + 1, (b, grid * grid, 2), generator=generator)
     rows = torch.arange(grid).repeat_interleave(grid) * cell  # top of each cell, row-major
     cols = torch.arange(grid).repeat(grid) * cell
-    tops = (rows[None, :] + offsets[..., 0]).to(x.device)  # B x G²
-    lefts = (cols[None, :] + offsets[..., 1]).to(x.device)
-    ar = torch.arange(tile, device=x.device)
-    yy = (tops[..., None] + ar)[..., :, None].expand(b, grid * grid, tile, tile)
-    xx = (lefts[..., None] + ar)[..., None, :].expand(b, grid * grid, tile, tile)
-    flat = (yy * w + xx).reshape(b, 1, -1).expand(b, c, -1)  # gather every tile pixel at once
-    tiles = x.reshape(b, c, h * w).gather(2, flat).reshape(b, c, grid * grid, tile, tile)
-    return tiles.permute(0, 2, 1, 3, 4).contiguous()
+    return cut_patches(x, rows[None, :] + offsets[..., 0], cols[None, :] + offsets[..., 1], tile)
+
+
+@lru_cache(maxsize=8)
+def permutation_set(count: int, grid: int = 3, seed: int = 0) -> np.ndarray:
+    """``count`` permutations of grid² tiles, chosen greedily to maximize the minimum Hamming distance.
+
+    Noroozi & Favaro 2016 (section 3.2, algorithm 1) pick each next permutation by its distance to
+    those already chosen; here each next one is the candidate whose *minimum* distance to the set
+    is largest (ties: the first in a seeded shuffle), which keeps every pair of classes far
+    apart. Deterministic for (count, grid, seed). Returns count x grid² int64.
+    """
+    n = grid * grid
+    if math.factorial(n) > 362880:
+        raise ValueError(f"a {grid}x{grid} grid has too many permutations to search; use grid 2 or 3")
+    if not 1 <= count <= math.factorial(n):
+        raise ValueError(f"count must be in 1..{math.factorial(n)}, got {count}")
+    rng = np.random.default_rng(seed)
+    candidates = np.array(list(itertools.permutations(range(n))), dtype=np.int8)
+    candidates = candidates[rng.permutation(len(candidates))]
+    # at[i][v]: which candidates hold tile v at position i, so a distance is n minus n lookups' sum.
+    at = [[candidates[:, i] == v for v in range(n)] for i in range(n)]
+
+    def distances(row: np.ndarray) -> np.ndarray:
+        same = np.zeros(len(candidates), dtype=np.int8)
+        for i, v in enumerate(row):
+            same += at[i][v]
+        return n - same
+
+    chosen = [0]
+    min_distance = distances(candidates[0])  # each candidate's distance to the set
+    for _ in range(count - 1):
+        best = int(np.argmax(min_distance))  # first maximum: deterministic tie-break
+        chosen.append(best)
+        np.minimum(min_distance, distances(candidates[best]), out=min_distance)
+    return candidates[chosen].astype(np.int64)
+
+
+def min_hamming_distance(perms: np.ndarray) -> int:
+    """The smallest number of differing positions between any two permutations of the set."""
+    diff = (perms[:, None, :] != perms[None, :, :]).sum(-1)
+    np.fill_diagonal(diff, perms.shape[1] + 1)
+    return int(diff.min())
+
+
+def shuffle_tiles(tiles: torch.Tensor, perms: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shuffle each image's B x K x ... tiles by a random permutation of the set; the label is its index.
+
+    Position i of the output holds tile ``perm[i]``, so ``tiles[inverse]`` restores the grid.
+    """
+    b = len(tiles)
+    labels = torch.randint(0, len(perms), (b,), generator=generator)
+    order = perms[labels].to(tiles.device)  # B x K
+    return tiles[torch.arange(b, device=tiles.device)[:, None], order], labels
+
+
+# Neighbour positions of relative patch location, as (row, column) offsets from the centre; the
+# label is the index: 0 top-left, 1 top, 2 top-right, 3 left, 4 right, 5 bottom-left, 6 bottom, 7 bottom-right.
+NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
+
+
+def relative_patch_pairs(x: torch.Tensor, generator: torch.Generator, patch: int, gap: int,
+                         jitter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A centre patch and one of its 8 neighbours per image, with a gap and jitter between them.
+
+    Doersch et al. 2015 (section 3): patches on a 3 x 3 grid separated by ``gap`` pixels, each
+    moved by up to ``jitter`` pixels, so the network cannot match edges or continue lines across
+    the boundary. The grid is placed at a random position of the view.
+    Returns (centre B x C x p x p, neighbour B x C x p x p, labels B in 0..7).
+    """
+    b, _, h, w = x.shape
+    span = 3 * patch + 2 * gap + 2 * jitter
+    if span > min(h, w):
+        raise ValueError(f"3 patches of {patch} px with gaps of {gap} and jitter {jitter} need {span} px; "
+                         f"the views are {h}x{w}")
+    labels = torch.randint(0, 8, (b,), generator=generator)
+    origin = torch.stack([torch.randint(0, h - span + 1, (b,), generator=generator),
+                          torch.randint(0, w - span + 1, (b,), generator=generator)], 1) + jitter  # B x 2
+    step = patch + gap
+    offsets = torch.tensor(NEIGHBOURS)[labels]  # B x 2 in cells
+    shake = torch.randint(-jitter, jitter + 1, (b, 2, 2), generator=generator)  # per patch, per axis
+    centre = origin + step + shake[:, 0]
+    neighbour = origin + step + offsets * step + shake[:, 1]
+    corners = torch.stack([centre, neighbour], 1)  # B x 2 patches x (top, left)
+    pairs = cut_patches(x, corners[..., 0], corners[..., 1], patch)
+    return pairs[:, 0], pairs[:, 1], labels
+
+
+def drop_colour(patches: torch.Tensor, generator: torch.Generator, noise: float = 0.01) -> torch.Tensor:
+    """Doersch et al.'s colour dropping: keep one random channel of each patch, replace the other two
+    with Gaussian noise of ``noise`` x that channel's std, defeating chromatic aberration."""
+    b, c = patches.shape[:2]
+    if c != 3:
+        return patches
+    keep = torch.randint(0, 3, (b,), generator=generator).to(patches.device)
+    kept = patches[torch.arange(b, device=patches.device), keep]  # B x p x p
+    scale = kept.flatten(1).std(1).clamp(min=1e-6)[:, None, None, None] * noise
+    filler = torch.randn(patches.shape, generator=generator).to(patches.device, patches.dtype) * scale
+    mask = torch.nn.functional.one_hot(keep, 3).bool()[:, :, None, None]
+    return torch.where(mask, patches, filler)
+
+
+def project_colour(patches: torch.Tensor) -> torch.Tensor:
+    """Doersch et al.'s projection: remove the green-magenta axis (-1, 2, -1)/√6 from every pixel,
+    the colour direction that chromatic aberration shifts."""
+    if patches.shape[1] != 3:
+        return patches
+    axis = torch.tensor([-1.0, 2.0, -1.0], device=patches.device, dtype=patches.dtype) / math.sqrt(6.0)
+    along = torch.einsum("bchw,c->bhw", patches, axis)
+    return patches - along[:, None] * axis[None, :, None, None]

@@ -78,6 +78,12 @@ VIEW_PRESETS.register("dino")((ViewSettings(**_dino, blur_p=1.0), ViewSettings(*
                                               size_fraction=LOCAL_SIZE),) * 8)
 # Crop and flip only (DeepCluster, Caron et al. 2018, section 4: random resized crops and flips).
 VIEW_PRESETS.register("crop-flip")((ViewSettings(jitter_p=0.0, grayscale_p=0.0),))
+# The classic pretext tasks (rotation, patches, colorization, autoencoders): crops and flips, no
+# colour change, so colour stays a signal (and a target) rather than noise; RotNet's CIFAR
+# recipe uses crops and flips only (Gidaris et al. 2018).
+VIEW_PRESETS.register("pretext")((ViewSettings(crop_scale=(0.35, 1.0), jitter_p=0.0, grayscale_p=0.0),))
+# MAE (He et al. 2022, appendix A.1): random resized crop of scale 0.2-1 and flip only.
+VIEW_PRESETS.register("mae")((ViewSettings(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0),))
 # Small grayscale images (digits): gentler crops, no colour to jitter beyond brightness/contrast.
 VIEW_PRESETS.register("small-gray")((ViewSettings(crop_scale=(0.4, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.0,
                                                   **jitter(0.5), grayscale_p=0.0),) * 2)
@@ -173,6 +179,16 @@ class Views:
             x = K.solarize(x, solar_on)
         mean, std = self.normalization.tensors(dev)
         return K.normalize(x, mean, std)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """[0, 1] images -> the network's input (per-channel mean and std)."""
+        mean, std = self.normalization.tensors(x.device)
+        return K.normalize(x, mean, std)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input -> [0, 1] images (pretext tasks that change pixels work there)."""
+        mean, std = self.normalization.tensors(x.device)
+        return x * std[None, :, None, None] + mean[None, :, None, None]
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator, n: int | None = None) -> list[torch.Tensor]:
         """``n`` views (cycling through the settings), or all of them, global crops first."""

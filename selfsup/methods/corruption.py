@@ -1,0 +1,58 @@
+"""Corruption classification: which corruption (if any) was applied to the image."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..backbones import Backbone
+from ..heads import classifier_head
+from ..views import Views
+from ..views.corrupt import CORRUPTIONS, corrupt_batch
+from .base import Method, Panel, Recipe, register_method
+
+
+@register_method
+class CorruptionClassification(Method):
+    """Classify the corruption applied to each image: none, blur, noise, grayscale, solarize, pixelate.
+
+    - [0] Hendrycks et al. 2019, Using Self-Supervised Learning Can Improve Model Robustness and
+      Uncertainty, https://arxiv.org/abs/1906.12340 (auxiliary transformation prediction); the
+      corruption families follow Hendrycks & Dietterich 2019, https://arxiv.org/abs/1903.12261
+
+    Each image gets one corruption drawn uniformly, a classifier on the backbone's features
+    predicts which; cross-entropy. Colour removal is dropped on 1-channel data (nothing to remove).
+    """
+
+    name = "corruption"
+    paper = "Hendrycks et al. 2019, Using Self-Supervised Learning Can Improve Model Robustness and Uncertainty"
+    recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
+                    args={"corruptions": list(CORRUPTIONS), "hidden_dim": None})
+
+    def __init__(self, backbone: Backbone, views: Views, corruptions: list[str] | None = None,
+                 hidden_dim: int | None = None) -> None:
+        super().__init__(backbone, views)
+        names = tuple(corruptions or CORRUPTIONS)
+        if backbone.spec.in_channels == 1:
+            names = tuple(n for n in names if n != "grayscale")
+        unknown = [n for n in names if n not in CORRUPTIONS]
+        if unknown or len(names) < 2:
+            raise ValueError(f"corruptions must name at least two of {', '.join(CORRUPTIONS)}; got {list(names)}")
+        self.corruptions = names
+        self.classifier = classifier_head(backbone.feature_dim, len(names), hidden_dim)
+
+    def corrupted(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        (view,) = self.views(images, generator, n=1)
+        x, labels = corrupt_batch(self.views.denormalize(view).clamp(0, 1), self.corruptions, generator)
+        return x, labels
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        x, labels = self.corrupted(images, generator)
+        features = self.backbone(self.views.normalize(x))
+        logits = self.classifier(features)
+        return {"loss": F.cross_entropy(logits.float(), labels), "embedding": features,
+                "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+
+    @torch.no_grad()
+    def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:
+        x, labels = self.corrupted(images[:8], generator)
+        return [Panel("corrupted images (label: corruption)", x.clamp(0, 1), [self.corruptions[int(y)] for y in labels])]
