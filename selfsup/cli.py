@@ -190,8 +190,8 @@ def _human(command: str, result: dict) -> None:
         for m in result["methods"]:
             d = m["defaults"]
             args = ", ".join(f"{k}={v}" for k, v in d["args"].items())
-            print(f"{m['name']:<12} {m['paper']}\n{'':<12} {d['optimizer']} lr {d['base_lr']} x batch/256, "
-                  f"weight decay {d['weight_decay']}, views {d['views']}; {args}")
+            print(f"{m['name']:<22} {m['paper']}\n{'':<22} {d['backbone']}, {d['optimizer']} lr {d['base_lr']} x "
+                  f"batch/256, weight decay {d['weight_decay']}, views {d['views']}; {args}")
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

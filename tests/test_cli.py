@@ -189,3 +189,14 @@ def test_checkpoint_file_and_separate_test_folder(tmp_path, cifar_folder):
                  "--test", str(cifar_folder / "test"), "--json")
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert (payload["n_train"], payload["n_test"], payload["k"]) == (80, 40, 80)
+
+
+def test_methods_lists_every_method_with_its_paper_and_defaults(capsys):
+    assert main(["methods", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["methods"]
+    assert [m["name"] for m in listed] == METHODS.names()
+    mae = next(m for m in listed if m["name"] == "mae")
+    assert mae["defaults"]["backbone"] == "vit-tiny" and mae["defaults"]["args"]["mask_ratio"] == 0.75
+    assert main(["methods"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in METHODS.names()) and "vit-tiny, adamw" in text

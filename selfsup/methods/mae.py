@@ -38,7 +38,8 @@ class MAE(Method):
     ViT encoder (torchvision's blocks; ``--backbone vit-tiny`` by default) sees only the visible
     25% with their position embeddings and the class token. A light decoder (``decoder_depth``
     blocks of width ``decoder_dim``) takes the encoded tokens, a shared learned mask token at every
-    hidden position, its own position embeddings, and predicts each patch's pixels; the loss is
+    hidden position, its own position embeddings, and predicts each patch's pixels (position
+    embeddings are learned here, torchvision's kind; the paper fixes both to sine-cosine); the loss is
     the mean squared error on the hidden patches only, targets normalized per patch (section 3).
     AdamW, lr 1.5e-4 x batch/256, betas (0.9, 0.95), weight decay 0.05, 5% warm-up, cosine.
     """
