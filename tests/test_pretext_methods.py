@@ -94,3 +94,15 @@ def test_pretext_configuration_errors_are_one_line_exit_2(tmp_path, capsys, args
     code = main(["pretrain", *args, "--steps", "1", "--batch-size", "8", "--quiet", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("name", ["colorization", "inpainting"])
+def test_dense_tasks_build_on_a_stock_resnet_whose_last_map_is_one_pixel(name):
+    """The table's setting: a stock ResNet-18 (ImageNet stem) on 32 px views ends in a 1 x 1 map; sizing the
+    decoder must not run batch norm in training mode on a single value per channel."""
+    cls = METHODS.get(name)
+    backbone = build_backbone("resnet18", cls.input_channels or 3, "imagenet", 32)
+    method = cls(backbone, Views.preset(cls.recipe.views, 32, Normalization([0.5] * 3, [0.25] * 3)))
+    assert backbone.training and backbone.feature_map_shape(32) == (512, 1)
+    images = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    assert torch.isfinite(method(images, torch.Generator().manual_seed(0))["loss"])

@@ -72,6 +72,17 @@ class Backbone(nn.Module):
             handle.remove()
         return captured[-1]
 
+    @torch.no_grad()
+    def feature_map_shape(self, image_size: int) -> tuple[int, int]:
+        """(channels, side) of ``feature_map`` for square inputs of ``image_size`` (decoders are sized from it)."""
+        was_training = self.training
+        self.eval()
+        try:
+            out = self.feature_map(torch.zeros(1, self.spec.in_channels, image_size, image_size))
+        finally:
+            self.train(was_training)
+        return int(out.shape[1]), int(out.shape[2])
+
 
 def _torchvision_model(name: str) -> nn.Module:
     import torchvision

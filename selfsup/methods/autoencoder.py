@@ -104,9 +104,7 @@ class Inpainting(Method):
         if not 0 < mask_fraction < 1 or mask_mode not in ("central", "random"):
             raise ValueError("mask_fraction must be in (0, 1) and mask_mode central or random")
         self.mask_fraction, self.mask_mode = mask_fraction, mask_mode
-        with torch.no_grad():
-            channels, side = backbone.feature_map(
-                torch.zeros(1, backbone.spec.in_channels, views.size, views.size)).shape[1:3]
+        channels, side = backbone.feature_map_shape(views.size)
         self.decoder = ConvDecoder(channels, backbone.spec.in_channels, side, views.size)
 
     def masked(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,8 +55,7 @@ class Colorization(Method):
         # L/100 is normalized like the luma of the RGB normalization, so the RGB adaptation is exact for Y' = L/100.
         self.l_mean = sum(w * m for w, m in zip(LUMA, mean))
         self.l_std = sum(w * s for w, s in zip(LUMA, std))
-        with torch.no_grad():
-            channels, side = backbone.feature_map(torch.zeros(1, 1, views.size, views.size)).shape[1:3]
+        channels, side = backbone.feature_map_shape(views.size)
         self.out_size = max(1, round(views.size * output_fraction))
         self.decoder = ConvDecoder(channels, len(self.bins), side, self.out_size)
 
