@@ -131,9 +131,9 @@ def _method_args(cls: type[Method], cfg: PretrainConfig, n_images: int) -> dict:
 
 
 def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, normalization: Normalization,
-                 n_images: int) -> Method:
-    """The method of ``cfg`` with fresh weights: its views, backbone and arguments resolved (also used
-    to rebuild a finished run around a checkpoint)."""
+                 n_images: int) -> tuple[Method, dict]:
+    """The method of ``cfg`` with fresh weights, and the arguments it was built with (views, backbone
+    and arguments resolved; also used to rebuild a finished run around a checkpoint)."""
     method_cls = METHODS.get(cfg.method)
     recipe = method_cls.recipe
     view_args = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.view_args or {}).items()}
@@ -151,8 +151,7 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
         method = method_cls(backbone, views, **method_args)
     except ValueError as exc:  # a method's own check of its arguments or of the data
         raise ConfigError(f"{cfg.method}: {exc}") from None
-    method.init_args = method_args
-    return method
+    return method, method_args
 
 
 def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, indices: torch.Tensor,
@@ -222,8 +221,9 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     _, sample = next(data.batches(np.arange(min(len(data), 10000 if data.array is not None else 512)), 10000))
     normalization = estimate_normalization(sample)
     seed_everything(cfg.seed)
-    method = build_method(cfg, spec.channels, spec.image_size, normalization, len(data)).to(device)
-    backbone, method_args = method.backbone, method.init_args
+    method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
+    method = method.to(device)
+    backbone = method.backbone
     backbone_name = backbone.spec.name
     backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     if backbone.channels_last:
@@ -330,7 +330,8 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
               "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), **watch.last,
               "collapse_warning": watch.warned, "out": str(out)}
     if data.labels is not None and len(np.unique(data.labels)) > 1:
-        result.update(_monitor_knn(encoder.to(device), data, test if cfg.test else None, spec, normalization, device, cfg))
+        result.update(_monitor_knn(encoder.to(device), data, test if cfg.test else None, spec, encoder_normalization,
+                                   device, cfg))
     result["seconds"] = round(time.perf_counter() - started, 3)
     ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result

@@ -12,6 +12,7 @@ from ..data.images import Prepared
 from ..engine import checkpoint as ckpt
 from ..engine.runtime import step_generator
 from ..errors import SelfSupError
+from ..methods import METHODS
 from ..views import Normalization
 
 
@@ -31,12 +32,12 @@ def pretext_score(run: str | Path, data: Prepared, max_images: int = 10000, batc
     if latest is None or not (run / "encoder.json").exists():
         raise SelfSupError(f"{run} holds no finished run (checkpoints/ and encoder.json)")
     cfg = build_config(PretrainConfig, load_yaml(run / "config.yaml"), {})
-    info = json.loads((run / "encoder.json").read_text())
-    _, meta = ckpt.read_checkpoint(latest)
-    n_images = int((cfg.method_args or {}).get("dataset_size") or 1)
-    method = build_method(cfg, data.spec.channels, info["image_size"], Normalization(**info["normalization"]), n_images)
-    if method.needs_indices:
+    if METHODS.get(cfg.method).needs_indices:
         return {}
+    info = json.loads((run / "encoder.json").read_text())
+    n_images = int((cfg.method_args or {}).get("dataset_size") or 1)
+    method, _ = build_method(cfg, data.spec.channels, info["image_size"], Normalization(**info["normalization"]),
+                             n_images)
     ckpt.restore(latest, method, None)
     method.to(device).eval()
     losses, accuracies, weights = [], [], []

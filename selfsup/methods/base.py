@@ -13,6 +13,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..registry import Registry
@@ -94,6 +95,13 @@ class Method(nn.Module):
         """Called when an epoch begins (and again on resume): the epoch's order of pool indices,
         at least steps-per-epoch x batch long, or None for the seeded shuffle."""
         return None
+
+
+def classified(logits: torch.Tensor, labels: torch.Tensor, embedding: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A classification pretext task's output: cross-entropy on the free labels, the embedding for the
+    collapse watch, and the batch's pretext accuracy (logged as ``pretext_accuracy``)."""
+    return {"loss": F.cross_entropy(logits.float(), labels), "embedding": embedding,
+            "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
 
 
 METHODS: Registry[type[Method]] = Registry("method")

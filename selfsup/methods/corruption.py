@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
 from ..views.corrupt import CORRUPTIONS, corrupt_batch
-from .base import Method, Panel, Recipe, register_method
+from .base import Method, Panel, Recipe, classified, register_method
 
 
 @register_method
@@ -49,8 +48,7 @@ class CorruptionClassification(Method):
         x, labels = self.corrupted(images, generator)
         features = self.backbone(self.views.normalize(x))
         logits = self.classifier(features)
-        return {"loss": F.cross_entropy(logits.float(), labels), "embedding": features,
-                "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+        return classified(logits, labels, features)
 
     @torch.no_grad()
     def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
 from ..views.jigsaw import jigsaw_tiles, permutation_set, shuffle_tiles
-from .base import Method, Panel, Recipe, register_method
+from .base import Method, Panel, Recipe, classified, register_method
 
 
 @register_method
@@ -55,8 +54,7 @@ class Jigsaw(Method):
             flat = (flat - mean) / (std + 1e-5)
         features = self.backbone(flat)
         logits = self.classifier(self.tile_head(features).reshape(b, -1))
-        return {"loss": F.cross_entropy(logits.float(), labels), "embedding": features[::9],
-                "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+        return classified(logits, labels, features[::9])
 
     @torch.no_grad()
     def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
 from ..views.jigsaw import NEIGHBOURS, drop_colour, project_colour, relative_patch_pairs
-from .base import Method, Panel, Recipe, register_method
+from .base import Method, Panel, Recipe, classified, register_method
 
 ARROWS = ("↖", "↑", "↗", "←", "→", "↙", "↓", "↘")
 
@@ -61,8 +60,7 @@ class RelativePatch(Method):
         features = self.backbone(torch.cat([centre, neighbour]))  # one pass for both patches
         f_centre, f_neighbour = features.chunk(2)
         logits = self.classifier(torch.cat([f_centre, f_neighbour], 1))
-        return {"loss": F.cross_entropy(logits.float(), labels), "embedding": f_centre,
-                "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+        return classified(logits, labels, f_centre)
 
     @torch.no_grad()
     def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:

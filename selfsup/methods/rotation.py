@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
 from ..views.corrupt import rotate_batch
-from .base import Method, Panel, Recipe, register_method
+from .base import Method, Panel, Recipe, classified, register_method
 
 
 @register_method
@@ -37,8 +36,7 @@ class Rotation(Method):
         rotated, labels = rotate_batch(view)  # 4B images, labels 0..3
         features = self.backbone(rotated)
         logits = self.classifier(features)
-        return {"loss": F.cross_entropy(logits.float(), labels), "embedding": features[:len(view)],
-                "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+        return classified(logits, labels, features[:len(view)])
 
     @torch.no_grad()
     def illustrate(self, images: torch.Tensor, generator: torch.Generator) -> list[Panel]:

@@ -177,8 +177,7 @@ class Views:
             x = K.gaussian_blur(x, sigma, kernel, blur_on)
         if s.solarize_p > 0:
             x = K.solarize(x, solar_on)
-        mean, std = self.normalization.tensors(dev)
-        return K.normalize(x, mean, std)
+        return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] images -> the network's input (per-channel mean and std)."""
