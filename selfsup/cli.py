@@ -98,10 +98,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=S, metavar="DIR", help="default: CHECKPOINT/finetune (replaced each run)")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
+    p = sub.add_parser("study", help="label-efficiency study: methods x label budgets x seeds, with a report",
+                       description="Pretrain each method (or reuse --checkpoint), then scratch, fine-tuning, linear "
+                                   "probe and kNN at every label budget and seed on the same subsets; writes "
+                                   "results.csv/json, label_efficiency.png, embedding_map.png and report.html. "
+                                   "Re-run to continue an interrupted study.")
+    _common(p)
+    _data_flags(p, pool=True)
+    p.add_argument("--methods", default=S, metavar="LIST", help="methods to pretrain, e.g. simclr,byol,rotation")
+    p.add_argument("--checkpoint", action="append", default=S, dest="checkpoints", metavar="[NAME=]PATH",
+                   help="reuse a pretrained run folder or encoder file instead of pretraining (repeatable)")
+    p.add_argument("--labels-per-class", default=S, metavar="LIST", help="label budgets (default 1,10,100,all)")
+    p.add_argument("--seeds", type=int, default=S, help="labeled subsets per budget, seeds 0..N-1 (default 3; 1 at all)")
+    p.add_argument("--evaluations", default=S, metavar="LIST", help="of scratch,finetune,linear,knn (default all four)")
+    p.add_argument("--backbone", default=S, help="backbone of every pretraining (default: each method's)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=float, default=S, dest="pretrain_epochs", help="pretraining epochs per method")
+    budget.add_argument("--steps", type=int, default=S, dest="pretrain_steps", help="pretraining steps per method")
+    p.add_argument("--batch-size", type=int, default=S, dest="pretrain_batch_size", help="pretraining batch size")
+    p.add_argument("--finetune-steps", type=int, default=S, help="steps of every scratch and fine-tuning run (default 200)")
+    p.add_argument("--seed", type=int, default=S)
+    p.add_argument("--out", default=S, metavar="DIR", help="study folder (default study/); re-run to continue it")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
+
     p = sub.add_parser("demo", help="the main job on an embedded default: pretrain, transfer, compare",
                        description="SimCLR on scikit-learn's digits, then fine-tune vs scratch at 1 and 10 labels per class.")
     _common(p)
-    p.add_argument("--out", default="selfsup-demo", metavar="DIR", help="where the demo writes (replaced each run)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the demo writes (replaced each run; default selfsup-demo, or selfsup-study with --study)")
+    p.add_argument("--study", action="store_true",
+                   help="the label-efficiency study instead: SimCLR, BYOL and rotation on digits, 1/10/100/all labels")
 
     p = sub.add_parser("methods", help="list the methods with their papers and defaults")
     _common(p)
@@ -113,7 +139,11 @@ def _split(args: argparse.Namespace, skip: Sequence[str]) -> tuple[dict[str, Any
 
     file_values = load_yaml(args.config) if getattr(args, "config", None) else {}
     flags = {k: v for k, v in vars(args).items() if k not in skip}
-    for key in ("method_args", "view_args"):  # KEY=VALUE flags update the config file's mapping key by key
+    if "checkpoints" in flags:  # a bare PATH is named after the method that made it
+        from .study.run import checkpoint_name
+
+        flags["checkpoints"] = [c if "=" in c else f"{checkpoint_name(c)}={c}" for c in flags["checkpoints"]]
+    for key in ("method_args", "view_args", "checkpoints"):  # KEY=VALUE flags update the file's mapping key by key
         if key in flags:
             flags[key] = {**(file_values.get(key) or {}), **_key_values(flags[key], key)}
     return file_values, flags
@@ -127,6 +157,9 @@ def _key_values(pairs: list[str], flag: str) -> dict:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise ConfigError(f"--{flag.replace('_', '-')[:-1]}: expected KEY=VALUE, got {pair!r}")
+        if flag == "checkpoints":  # paths stay text (YAML would read '1e3' as a number)
+            values[key.strip()] = raw
+            continue
         try:
             values[key.strip()] = yaml.safe_load(raw)  # numbers, lists, null parse as YAML
         except yaml.YAMLError:
@@ -143,8 +176,24 @@ def _print_rows(rows: list[dict]) -> None:
         print(f"{str(label):>12} {r['n_labels']:>6} " + " ".join(f"{c:>15}" for c in cells))
 
 
+def _print_summary(result: dict) -> None:
+    """The study's summary: accuracy (mean ± std over seeds) per method, evaluation and budget."""
+    budgets = sorted({(s["n_labels"], s["budget"]) for s in result["summary"]})
+    print(f"{'method':<24} {'evaluation':<10} " + " ".join(f"{b + ' (' + str(n) + ')':>16}" for n, b in budgets))
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for s in result["summary"]:
+        cells.setdefault((s["method"], s["evaluation"]), {})[s["budget"]] = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
+    for (method, evaluation), row in cells.items():
+        print(f"{method:<24} {evaluation:<10} " + " ".join(f"{row.get(b, '-'):>16}" for _, b in budgets))
+    for m in result.get("label_multipliers", []):
+        if m["evaluation"] == "finetune" or "finetune" not in {x["evaluation"] for x in result["label_multipliers"]}:
+            rel = "" if m["relation"] == "=" else m["relation"]
+            print(f"{m['method']} ({m['evaluation']}) at {m['budget']}/class: scratch needs {rel}{m['multiplier']:.2f}x the labels")
+    print(f"study took {result['seconds']:.0f} s; report: {result['report']}")
+
+
 def run(args: argparse.Namespace) -> dict:
-    from .config import EvalConfig, FinetuneConfig, PretrainConfig, build_config
+    from .config import EvalConfig, FinetuneConfig, PretrainConfig, StudyConfig, build_config
 
     progress = not args.quiet
     skip = ("command", "config", "json", "quiet", "protocol")
@@ -161,10 +210,16 @@ def run(args: argparse.Namespace) -> dict:
         from .evaluate.run import run_finetune
 
         return run_finetune(build_config(FinetuneConfig, *_split(args, skip)), progress=progress)
-    if args.command == "demo":
-        from .demo import run_demo
+    if args.command == "study":
+        from .study.run import run_study
 
-        return run_demo(args.out, args.config, progress=progress)
+        return run_study(build_config(StudyConfig, *_split(args, skip)), progress=progress)
+    if args.command == "demo":
+        from .demo import run_demo, run_demo_study
+
+        if args.study:
+            return run_demo_study(args.out or "selfsup-study", args.config, progress=progress)
+        return run_demo(args.out or "selfsup-demo", args.config, progress=progress)
     if args.command == "methods":
         from .methods import METHODS
 
@@ -180,12 +235,14 @@ def _recipe(cls) -> dict:
 
 
 def _human(command: str, result: dict) -> None:
-    if command in ("finetune", "demo"):
+    if command in ("finetune", "demo") and "rows" in result and "summary" not in result:
         _print_rows(result["rows"])
         if "pretrain" in result:
             p = result["pretrain"]
             print(f"pretrained {p['method']} for {p['steps']} steps in {p['train_seconds']:.0f} s; "
                   f"demo took {result['seconds']:.0f} s; outputs in {result.get('out', '')}")
+    elif command in ("study",) or (command == "demo" and "summary" in result):
+        _print_summary(result)
     elif command == "methods":
         for m in result["methods"]:
             d = m["defaults"]

@@ -81,6 +81,35 @@ class FinetuneConfig(DataConfig):
     overwrite: bool = False
 
 
+@dataclass
+class StudyConfig(DataConfig):
+    """``selfsup study``: methods x label budgets x seeds x evaluations, and the report."""
+
+    methods: str = "simclr,byol,rotation"
+    checkpoints: dict[str, Any] = field(default_factory=dict)  # NAME: run folder or encoder file, reused
+    labels_per_class: str = "1,10,100,all"
+    seeds: int = 3  # at "all" labels one seed is enough
+    evaluations: str = "scratch,finetune,linear,knn"
+    backbone: str | None = None  # every pretraining's backbone; default: each method's
+    pretrain_steps: int | None = None  # the pretraining budget of every method (default: pretrain's)
+    pretrain_epochs: float | None = None
+    pretrain_batch_size: int | None = None
+    pretrain: dict[str, Any] = field(default_factory=dict)  # other pretrain keys shared by every method
+    per_method: dict[str, Any] = field(default_factory=dict)  # METHOD: {pretrain keys}, e.g. views
+    finetune_steps: int = 200  # optimizer steps of every scratch and fine-tuning run
+    finetune_batch_size: int = 64
+    lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
+    finetune_weight_decay: float = 5e-4
+    val_fraction: float = 0.2  # of the labeled subset, for picking the learning rate
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    map_points: int = 2000  # test points in each t-SNE map
+    seed: int = 0  # pretraining seed (the subsets' seeds are 0..seeds-1)
+    device: str = "auto"
+    out: str = "study"
+    overwrite: bool = False
+
+
 def _coerce(value: Any, type_text: str, name: str) -> Any:
     """Turn a YAML or flag value into the field's declared type (annotations are strings here)."""
     if value is None:

@@ -28,3 +28,15 @@ def run_demo(out: str = "selfsup-demo", config: str | None = None, progress: boo
                            "overwrite": True})
     ft = run_finetune(ft_cfg, progress=progress)
     return {"rows": ft["rows"], "pretrain": pre, "seconds": round(time.perf_counter() - started, 3), "out": str(root)}
+
+
+def run_demo_study(out: str = "selfsup-study", config: str | None = None, progress: bool = True) -> dict:
+    """``selfsup demo --study``: the label-efficiency study on digits (configs/demo_study.yaml)."""
+    from .config import StudyConfig
+    from .study.run import run_study
+
+    values = yaml.safe_load(resources.files("selfsup").joinpath("configs/demo_study.yaml").read_text())
+    if config:
+        values.update(load_yaml(config).get("study", {}))
+    cfg = build_config(StudyConfig, values, {"out": out, "overwrite": True})
+    return run_study(cfg, progress=progress)

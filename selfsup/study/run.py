@@ -1,0 +1,364 @@
+"""``selfsup study``: what self-supervision buys on the user's own data, in one command.
+
+For each method: pretrain on the unlabeled pool (or reuse a checkpoint), cache its frozen
+features of the labeled and test sets once, then for every label budget and seed score
+
+- ``scratch``: the same architecture trained from random weights on the labeled subset,
+- ``finetune``: the pretrained encoder fine-tuned on it (same steps, same learning-rate grid,
+  the rate picked on a validation part of the subset, as in ``selfsup finetune``),
+- ``linear``: an L-BFGS linear probe on the cached features (L2 strength by cross-validation
+  inside the subset when it has 2+ examples per class, a stated default below),
+- ``knn``: weighted kNN on the cached features,
+
+all on the same class-balanced subsets (fixed by seed, saved to OUT/subsets/), scored on a test
+set that no step trains or tunes on (the source's test/, --test, or a stratified 20% made and
+saved once to OUT/splits.json). At "all" labels one seed is run. Scratch is trained once per
+architecture, not once per method. Every finished evaluation is appended to
+OUT/results.jsonl, so a study interrupted and re-run skips what it already finished.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from ..backbones import Backbone, build_from_spec
+from ..backbones.io import load_backbone
+from ..backbones.registry import BackboneSpec
+from ..config import PretrainConfig, StudyConfig, build_config, save_yaml, to_dict
+from ..data.images import ImageSpec, Prepared
+from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
+from ..engine.checkpoint import atomic_write_text
+from ..engine.runtime import resolve_device, seed_everything
+from ..errors import ConfigError, SelfSupError
+from ..evaluate.diagnostics import feature_diagnostics
+from ..evaluate.features import extract_features
+from ..evaluate.finetune import Downstream, accuracy, pick_lr, train_classifier
+from ..evaluate.knn import knn_predict, topk_accuracy
+from ..evaluate.linear import linear_probe
+from ..methods import METHODS
+from ..views import Normalization
+from .plots import plot_embedding_maps, plot_label_efficiency, tsne_2d
+from .report import environment, write_report
+from .results import EVALUATIONS, ResultLog, budget_name, summarize, write_tables
+
+log = logging.getLogger("selfsup")
+
+
+@dataclass
+class Encoder:
+    """A pretrained checkpoint under study, with everything its evaluations share."""
+
+    name: str
+    path: str
+    backbone: Backbone
+    info: dict[str, Any]
+    scratch: str = "scratch"  # the name of the from-scratch curve of its architecture
+    train_features: torch.Tensor | None = None
+    train_rows: np.ndarray | None = None  # labeled index -> row of train_features (-1: unreadable)
+    test_features: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        return ImageSpec(channels=self.info["backbone"]["in_channels"], load_size=self.info["load_size"],
+                         image_size=self.info["image_size"])
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(**self.info["normalization"])
+
+    @property
+    def architecture(self) -> str:
+        return json.dumps([self.info["backbone"], self.info["image_size"]], sort_keys=True)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in str(text or "").split(",") if n.strip()]
+
+
+def checkpoint_name(path: str) -> str:
+    """The method that made a run folder or encoder file (its config.yaml), else the folder's name."""
+    import yaml
+
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    try:
+        return str(yaml.safe_load((folder / "config.yaml").read_text())["method"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return folder.name if p.is_dir() else p.stem
+
+
+def _guard_out(out: Path, cfg: StudyConfig) -> None:
+    """A re-run continues the study in OUT; other data there is refused (or replaced with --overwrite)."""
+    identity = {"data": cfg.data, "labeled": cfg.labeled or cfg.data, "test": cfg.test}
+    record = out / "study.json"
+    if out.exists() and any(out.iterdir()):
+        if cfg.overwrite:
+            import shutil
+
+            shutil.rmtree(out)
+        elif not record.exists():
+            raise ConfigError(f"output folder {out} is not empty and holds no study: pass --overwrite to replace it")
+        elif json.loads(record.read_text()) != identity:
+            raise ConfigError(f"{out} holds a study of other data ({record.read_text().strip()}): "
+                              "pass another --out, or --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(record, json.dumps(identity))
+
+
+def _pretrained(name: str, cfg: StudyConfig, out: Path, progress: bool, timings: dict[str, float]) -> str:
+    """Pretrain ``name`` into OUT/pretrain/NAME, resuming a killed run, reusing a finished one."""
+    run = out / "pretrain" / name
+    if (run / "result.json").exists() and (run / "encoder.safetensors").exists():
+        return str(run)
+    if not cfg.data:
+        raise ConfigError(f"pretraining {name} needs --data (the unlabeled pool), or pass --checkpoint {name}=PATH")
+    METHODS.get(name)  # an unknown method fails here, before any work
+    values = {"method": name, "data": cfg.data, "test": cfg.test, "image_size": cfg.image_size,
+              "num_workers": cfg.num_workers, "strict": cfg.strict, "device": cfg.device, "seed": cfg.seed,
+              **{k: v for k, v in (("backbone", cfg.backbone), ("steps", cfg.pretrain_steps),
+                                   ("epochs", cfg.pretrain_epochs), ("batch_size", cfg.pretrain_batch_size)) if v is not None},
+              **cfg.pretrain,
+              **(cfg.per_method.get(name) or {})}
+    resume = (run / "config.yaml").exists() and (run / "checkpoints").exists()
+    flags = {"out": str(run), "resume": resume, "overwrite": not resume}
+    pre_cfg = build_config(PretrainConfig, values, flags)
+    from ..engine.trainer import pretrain
+
+    started = time.perf_counter()
+    log.info("study: %s %s on %s", "resuming the pretraining of" if resume else "pretraining", name, cfg.data)
+    result = pretrain(pre_cfg, progress=progress)
+    timings[f"pretrain {name}"] = timings.get(f"pretrain {name}", 0.0) + time.perf_counter() - started
+    if result.get("collapse_warning"):
+        log.warning("study: %s collapsed during pretraining (see %s/metrics.csv)", name, run)
+    return str(run)
+
+
+def _cached_features(enc: Encoder, train: Prepared, test: Prepared, out: Path, device: torch.device,
+                     timings: dict[str, float]) -> None:
+    """Frozen features of every labeled and test image, computed once per checkpoint and kept in OUT/features/."""
+    path = out / "features" / f"{enc.name}.safetensors"
+    source = Path(enc.path)
+    weights = source / "encoder.safetensors" if source.is_dir() else source
+    stamp = f"{weights.resolve()}:{weights.stat().st_mtime_ns if weights.exists() else 0}"
+    tensors = None
+    if path.exists():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), "pt") as f:
+                if (f.metadata() or {}).get("source") == stamp:
+                    tensors = load_file(str(path))
+        except Exception:  # a torn cache file is recomputed, never trusted
+            tensors = None
+    if tensors is None:
+        started = time.perf_counter()
+        train_x, train_pos = extract_features(enc.backbone, train, enc.normalization, enc.info["image_size"], device)
+        test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.info["image_size"], device)
+        timings[f"features {enc.name}"] = time.perf_counter() - started
+        tensors = {"train": train_x.contiguous(), "train_pos": torch.from_numpy(train_pos),
+                   "test": test_x.contiguous(), "test_pos": torch.from_numpy(test_pos)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata={"source": stamp})
+        tmp.replace(path)
+    rows = np.full(len(train), -1, dtype=np.int64)
+    rows[tensors["train_pos"].numpy()] = np.arange(len(tensors["train_pos"]))
+    enc.train_features, enc.train_rows = tensors["train"], rows
+    enc.test_features = tensors["test"]
+    enc.test_labels = torch.from_numpy(np.asarray(test.labels)[tensors["test_pos"].numpy()])
+
+
+def _frozen_score(enc: Encoder, evaluation: str, subset: np.ndarray, labels: np.ndarray, num_classes: int,
+                  seed: int, cfg: StudyConfig) -> tuple[float, Any]:
+    rows = enc.train_rows[subset]
+    keep = rows >= 0
+    feats, sub_labels = enc.train_features[rows[keep]], torch.from_numpy(labels[subset[keep]])
+    if evaluation == "linear":
+        scores, chosen = linear_probe(feats, sub_labels, enc.test_features, num_classes, seed)
+    else:
+        scores = knn_predict(feats, sub_labels, enc.test_features, num_classes, k=cfg.knn_k,
+                             temperature=cfg.knn_temperature)
+        chosen = min(cfg.knn_k, len(sub_labels))
+    return topk_accuracy(scores, enc.test_labels, (1,))[1], chosen
+
+
+def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
+    """Run (or continue) the study in ``cfg.out``; returns what results.json holds, plus paths."""
+    started = time.perf_counter()
+    checkpoints = {str(k): str(v) for k, v in (cfg.checkpoints or {}).items()}
+    names = _names(cfg.methods) + [n for n in checkpoints if n not in _names(cfg.methods)]
+    if not names:
+        raise ConfigError("study needs --methods or --checkpoint NAME=PATH")
+    for name in names:
+        if name not in checkpoints:
+            METHODS.get(name)
+    evaluations = _names(cfg.evaluations)
+    unknown = [e for e in evaluations if e not in EVALUATIONS]
+    if unknown or not evaluations:
+        raise ConfigError(f"--evaluations: unknown {', '.join(unknown) or '(none given)'} "
+                          f"(choose from {', '.join(EVALUATIONS)})")
+    budgets = parse_labels_per_class(cfg.labels_per_class)
+    if not budgets:
+        raise ConfigError("--labels-per-class: give at least one budget, e.g. 1,10,all")
+    if cfg.seeds < 1:
+        raise ConfigError("--seeds must be at least 1")
+    labeled = cfg.labeled or cfg.data
+    if not labeled:
+        raise ConfigError("study needs --labeled (or a labeled --data)")
+    out = Path(cfg.out)
+    _guard_out(out, cfg)
+    save_yaml(to_dict(cfg), out / "config.yaml")
+    device = resolve_device(cfg.device)
+    timings_path = out / "timings.json"
+    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    # 1. The encoders: pretrained here (resumable) or given.
+    encoders = []
+    for name in names:
+        path = checkpoints.get(name) or _pretrained(name, cfg, out, progress, timings)
+        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+        backbone, info = load_backbone(path)
+        encoders.append(Encoder(name, path, backbone.to(device), info))
+    architectures = sorted({e.architecture for e in encoders})
+    for enc in encoders:
+        if len(architectures) > 1:
+            enc.scratch = f"scratch ({enc.info['backbone']['name']})"
+
+    # 2. The labeled and test sets, decoded once per image format.
+    train_c, test_c = train_test(labeled, cfg.test, out)
+    if test_c is None or not train_c.has_labels or not test_c.has_labels:
+        raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
+    prepared: dict[str, tuple[Prepared, Prepared]] = {}
+    for enc in encoders:
+        key = json.dumps(asdict(enc.image_spec), sort_keys=True)
+        if key not in prepared:
+            prepared[key] = (Prepared(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
+                             Prepared(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
+    train_of = {e.name: prepared[json.dumps(asdict(e.image_spec), sort_keys=True)] for e in encoders}
+    labels = np.asarray(train_c.labels)
+    num_classes = max(train_c.num_classes, int(labels.max()) + 1)
+    if num_classes < 2:
+        raise SelfSupError("the labeled set needs at least two classes")
+
+    # 3. Cached frozen features and diagnostics, per checkpoint and for random weights.
+    diagnostics: dict[str, dict[str, float]] = {}
+    diag_path = out / "diagnostics.json"
+    if diag_path.exists():
+        diagnostics = json.loads(diag_path.read_text())
+    random_features: dict[str, torch.Tensor] = {}
+    for enc in encoders:
+        train, test = train_of[enc.name]
+        _cached_features(enc, train, test, out, device, timings)
+        if enc.name not in diagnostics:
+            diagnostics[enc.name] = feature_diagnostics(enc.backbone, enc.test_features, test, enc.normalization,
+                                                        enc.info["image_size"], device, seed=cfg.seed)
+        random_name = f"random weights ({enc.info['backbone']['name']})"
+        if enc.architecture not in random_features:
+            seed_everything(cfg.seed)
+            random_backbone = build_from_spec(BackboneSpec(**enc.info["backbone"]), enc.info["image_size"]).to(device)
+            feats, _ = extract_features(random_backbone, test, enc.normalization, enc.info["image_size"], device)
+            random_features[enc.architecture] = feats
+            if random_name not in diagnostics:
+                diagnostics[random_name] = feature_diagnostics(random_backbone, feats, test, enc.normalization,
+                                                               enc.info["image_size"], device, seed=cfg.seed)
+        atomic_write_text(diag_path, json.dumps(diagnostics, indent=1))
+        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+
+    # 4. Every (budget, seed): the same subset for every method; scratch once per architecture.
+    results = ResultLog(out / "results.jsonl")
+    units = []
+    for per_class in budgets:
+        for seed in range(1 if per_class is None else cfg.seeds):
+            if "scratch" in evaluations:
+                done_arch = set()
+                for enc in encoders:
+                    if enc.architecture not in done_arch:
+                        done_arch.add(enc.architecture)
+                        units.append((enc, "scratch", per_class, seed))
+            units += [(enc, e, per_class, seed) for enc in encoders for e in evaluations if e != "scratch"]
+    todo = [u for u in units if ((u[0].scratch if u[1] == "scratch" else u[0].name), u[1], budget_name(u[2]), u[3])
+            not in results]
+    bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
+               disable=not progress)
+    for enc, evaluation, per_class, seed in todo:
+        subset = labeled_subset(labels, seed, per_class=per_class)
+        save_subset(out, f"{budget_name(per_class)}-seed{seed}", [train_c.keys[i] for i in subset])
+        t0 = time.perf_counter()
+        if evaluation in ("linear", "knn"):
+            acc, chosen = _frozen_score(enc, evaluation, subset, labels, num_classes, seed, cfg)
+        else:
+            acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, train_of[enc.name], num_classes, device)
+        name = enc.scratch if evaluation == "scratch" else enc.name
+        results.add({"method": name, "evaluation": evaluation, "budget": budget_name(per_class),
+                     "labels_per_class": per_class if per_class is not None else "all", "n_labels": int(len(subset)),
+                     "seed": seed, "accuracy": acc, "seconds": round(time.perf_counter() - t0, 3),
+                     "chosen": chosen, "backbone": enc.info["backbone"]["name"]})
+        timings[f"{evaluation} (all runs)"] = timings.get(f"{evaluation} (all runs)", 0.0) + time.perf_counter() - t0
+        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+        bar.update(1)
+    bar.close()
+
+    # 5. Tables, figures, report.
+    t0 = time.perf_counter()
+    maps = {}
+    for enc in encoders:
+        pick = _map_points(enc.test_labels.numpy(), cfg.map_points, cfg.seed)
+        maps[enc.name] = (tsne_2d(enc.test_features[pick], cfg.seed), enc.test_labels.numpy()[pick])
+        random_key = f"random weights ({enc.info['backbone']['name']})"
+        if random_key not in maps:
+            maps[random_key] = (tsne_2d(random_features[enc.architecture][pick], cfg.seed), enc.test_labels.numpy()[pick])
+    plot_embedding_maps(maps, train_c.classes, out / "embedding_map.png")
+    timings["embedding maps"] = time.perf_counter() - t0
+    rows = list(results.rows.values())
+    summary = summarize(rows)
+    plot_label_efficiency(summary, out / "label_efficiency.png", f"{labeled}: test accuracy against labels")
+    timings["study (this run)"] = time.perf_counter() - started
+    atomic_write_text(timings_path, json.dumps(timings, indent=1))
+    extra = {"diagnostics": diagnostics, "timings": timings, "environment": environment(str(device)),
+             "test_set": f"{test_c.name} ({len(test_c)} images)", "labeled_set": f"{train_c.name} ({len(train_c)} images)"}
+    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in encoders})
+    report = write_report(out, payload, summary, to_dict(cfg), title=f"selfsup study: {', '.join(names)}")
+    return {**payload, "out": str(out), "report": str(report), "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg: StudyConfig,
+               data: tuple[Prepared, Prepared], num_classes: int, device: torch.device) -> tuple[float, float]:
+    """Scratch or fine-tuned test accuracy on ``subset``; the learning rate picked inside the subset."""
+    spec = BackboneSpec(**enc.info["backbone"])
+    state = {k: v.detach().clone() for k, v in enc.backbone.state_dict().items()}
+    image_size = enc.info["image_size"]
+
+    def make() -> Backbone:
+        backbone = build_from_spec(spec, image_size)
+        if evaluation == "finetune":
+            backbone.load_state_dict(state)
+        return backbone
+
+    train, test = data
+    ds = Downstream(train=train, test=test, num_classes=num_classes, normalization=enc.normalization,
+                    image_size=image_size, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
+                    weight_decay=cfg.finetune_weight_decay, lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction)
+    lr = pick_lr(make, ds, subset, seed)
+    return accuracy(train_classifier(make, ds, subset, lr, seed), test, np.arange(len(test)), ds), lr
+
+
+def _map_points(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A stratified sample of at most ``n`` test points for the t-SNE maps."""
+    if len(labels) <= n:
+        return np.arange(len(labels))
+    _, pick = stratified_split(labels, n / len(labels), seed)
+    return pick
+
+
+__all__ = ["run_study", "checkpoint_name"]
