@@ -9,6 +9,7 @@ from ..data.splits import stratified_split
 
 WEIGHT_DECAYS = (0.0, 1e-4, 1e-3, 1e-2)
 DEFAULT_DECAY = 1e-4  # with fewer than 2 labels in some class there is nothing to validate on
+CV_ITERATIONS = 100  # L-BFGS iterations of each cross-validation fit (warm-started); the final fit gets 200
 
 
 def _fit(x: torch.Tensor, y: torch.Tensor, num_classes: int, weight_decay: float, iterations: int = 200,
@@ -74,7 +75,7 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
             fit_idx, val_idx = torch.from_numpy(pool[fit_pos]), torch.from_numpy(pool[val_pos])
             model = None
             for i in reversed(range(len(WEIGHT_DECAYS))):  # strongest first, each warm-starting the next
-                model = _fit(tx[fit_idx], train_y[fit_idx], num_classes, WEIGHT_DECAYS[i], start=model)
+                model = _fit(tx[fit_idx], train_y[fit_idx], num_classes, WEIGHT_DECAYS[i], CV_ITERATIONS, start=model)
                 with torch.no_grad():
                     scores[i] += float((model(tx[val_idx]).argmax(1) == train_y[val_idx]).float().sum())
         chosen = WEIGHT_DECAYS[len(scores) - 1 - int(np.argmax(scores[::-1]))]  # ties: the stronger decay
