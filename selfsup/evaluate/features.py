@@ -1,8 +1,11 @@
 """Frozen features: the backbone's pooled output, in eval mode, on unaugmented images."""
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..backbones import Backbone
 from ..data.images import Prepared
@@ -12,16 +15,22 @@ from ..views import Normalization, eval_transform
 @torch.no_grad()
 def extract_features(backbone: Backbone, data: Prepared, normalization: Normalization, image_size: int,
                      device: torch.device, batch_size: int = 256, indices: np.ndarray | None = None,
-                     num_workers: int = 0) -> tuple[torch.Tensor, np.ndarray]:
-    """Features (N x D float32, on the CPU) and the positions in ``indices`` they belong to."""
+                     num_workers: int = 0, progress: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Features (N x D float32, on the CPU) and the positions in ``indices`` they belong to.
+
+    ``progress``: a label for a progress bar on stderr (none when not given).
+    """
     was_training = backbone.training
     backbone.eval()  # batch norm uses its running statistics
     indices = np.arange(len(data)) if indices is None else indices
     feats, kept = [], []
+    bar = tqdm(total=len(indices), desc=progress, unit="img", file=sys.stderr, disable=progress is None, leave=False)
     for pos, images in data.batches(indices, batch_size, num_workers):
         x = eval_transform(images.to(device), image_size, normalization)
         feats.append(backbone(x).float().cpu())
         kept.append(pos)
+        bar.update(len(pos))
+    bar.close()
     backbone.train(was_training)
     if not feats:
         return torch.empty(0, backbone.feature_dim), np.empty(0, dtype=np.int64)

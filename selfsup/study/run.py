@@ -145,7 +145,7 @@ def _pretrained(name: str, cfg: StudyConfig, out: Path, progress: bool, timings:
 
 
 def _cached_features(enc: Encoder, train: Prepared, test: Prepared, out: Path, device: torch.device,
-                     timings: dict[str, float]) -> None:
+                     timings: dict[str, float], progress: bool) -> None:
     """Frozen features of every labeled and test image, computed once per checkpoint and kept in OUT/features/."""
     path = out / "features" / f"{enc.name}.safetensors"
     source = Path(enc.path)
@@ -163,8 +163,11 @@ def _cached_features(enc: Encoder, train: Prepared, test: Prepared, out: Path, d
             tensors = None
     if tensors is None:
         started = time.perf_counter()
-        train_x, train_pos = extract_features(enc.backbone, train, enc.normalization, enc.info["image_size"], device)
-        test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.info["image_size"], device)
+        bar = f"features of {enc.name}" if progress else None
+        train_x, train_pos = extract_features(enc.backbone, train, enc.normalization, enc.info["image_size"], device,
+                                              progress=bar and f"{bar}: labeled")
+        test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.info["image_size"], device,
+                                            progress=bar and f"{bar}: test")
         timings[f"features {enc.name}"] = time.perf_counter() - started
         tensors = {"train": train_x.contiguous(), "train_pos": torch.from_numpy(train_pos),
                    "test": test_x.contiguous(), "test_pos": torch.from_numpy(test_pos)}
@@ -259,7 +262,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     random_features: dict[str, torch.Tensor] = {}
     for enc in encoders:
         train, test = train_of[enc.name]
-        _cached_features(enc, train, test, out, device, timings)
+        _cached_features(enc, train, test, out, device, timings, progress)
         if enc.name not in diagnostics:
             diagnostics[enc.name] = feature_diagnostics(enc.backbone, enc.test_features, test, enc.normalization,
                                                         enc.info["image_size"], device, seed=cfg.seed)
@@ -311,13 +314,15 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
 
     # 5. Tables, figures, report.
     t0 = time.perf_counter()
-    maps = {}
+    maps, random_maps = {}, {}  # the methods first, then random weights of each architecture
     for enc in encoders:
         pick = _map_points(enc.test_labels.numpy(), cfg.map_points, cfg.seed)
         maps[enc.name] = (tsne_2d(enc.test_features[pick], cfg.seed), enc.test_labels.numpy()[pick])
         random_key = f"random weights ({enc.info['backbone']['name']})"
-        if random_key not in maps:
-            maps[random_key] = (tsne_2d(random_features[enc.architecture][pick], cfg.seed), enc.test_labels.numpy()[pick])
+        if random_key not in random_maps:
+            random_maps[random_key] = (tsne_2d(random_features[enc.architecture][pick], cfg.seed),
+                                       enc.test_labels.numpy()[pick])
+    maps.update(random_maps)
     plot_embedding_maps(maps, train_c.classes, out / "embedding_map.png")
     timings["embedding maps"] = time.perf_counter() - t0
     rows = list(results.rows.values())
