@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..backbones import Backbone, build_from_spec
@@ -37,7 +37,7 @@ from ..backbones.registry import BackboneSpec
 from ..config import PretrainConfig, StudyConfig, build_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
-from ..engine.checkpoint import atomic_write_text
+from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
 from ..engine.runtime import resolve_device, seed_everything
 from ..errors import ConfigError, SelfSupError
 from ..evaluate.diagnostics import feature_diagnostics
@@ -123,7 +123,6 @@ def _pretrained(name: str, cfg: StudyConfig, out: Path, progress: bool, timings:
         return str(run)
     if not cfg.data:
         raise ConfigError(f"pretraining {name} needs --data (the unlabeled pool), or pass --checkpoint {name}=PATH")
-    METHODS.get(name)  # an unknown method fails here, before any work
     values = {"method": name, "data": cfg.data, "test": cfg.test, "image_size": cfg.image_size,
               "num_workers": cfg.num_workers, "strict": cfg.strict, "device": cfg.device, "seed": cfg.seed,
               **{k: v for k, v in (("backbone", cfg.backbone), ("steps", cfg.pretrain_steps),
@@ -169,12 +168,10 @@ def _cached_features(enc: Encoder, train: Prepared, test: Prepared, out: Path, d
         test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.info["image_size"], device,
                                             progress=bar and f"{bar}: test")
         timings[f"features {enc.name}"] = time.perf_counter() - started
-        tensors = {"train": train_x.contiguous(), "train_pos": torch.from_numpy(train_pos),
-                   "test": test_x.contiguous(), "test_pos": torch.from_numpy(test_pos)}
+        tensors = {"train": train_x, "train_pos": torch.from_numpy(train_pos),
+                   "test": test_x, "test_pos": torch.from_numpy(test_pos)}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata={"source": stamp})
-        tmp.replace(path)
+        atomic_save_tensors(tensors, path, metadata={"source": stamp})
     rows = np.full(len(train), -1, dtype=np.int64)
     rows[tensors["train_pos"].numpy()] = np.arange(len(tensors["train_pos"]))
     enc.train_features, enc.train_rows = tensors["train"], rows
@@ -243,12 +240,13 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     if test_c is None or not train_c.has_labels or not test_c.has_labels:
         raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
     prepared: dict[str, tuple[Prepared, Prepared]] = {}
+    train_of: dict[str, tuple[Prepared, Prepared]] = {}  # method -> its (labeled, test) images
     for enc in encoders:
         key = json.dumps(asdict(enc.image_spec), sort_keys=True)
         if key not in prepared:
             prepared[key] = (Prepared(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
                              Prepared(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
-    train_of = {e.name: prepared[json.dumps(asdict(e.image_spec), sort_keys=True)] for e in encoders}
+        train_of[enc.name] = prepared[key]
     labels = np.asarray(train_c.labels)
     num_classes = max(train_c.num_classes, int(labels.max()) + 1)
     if num_classes < 2:
@@ -341,7 +339,7 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
                data: tuple[Prepared, Prepared], num_classes: int, device: torch.device) -> tuple[float, float]:
     """Scratch or fine-tuned test accuracy on ``subset``; the learning rate picked inside the subset."""
     spec = BackboneSpec(**enc.info["backbone"])
-    state = {k: v.detach().clone() for k, v in enc.backbone.state_dict().items()}
+    state = enc.backbone.state_dict()  # never trained here: every run loads (copies) it into a new backbone
     image_size = enc.info["image_size"]
 
     def make() -> Backbone:
