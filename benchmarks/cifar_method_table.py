@@ -18,6 +18,9 @@ sensitive).
 
     python benchmarks/cifar_method_table.py ../shared/datasets/cifar10-jpeg.zip --steps 450 \
         --methods simclr,byol --out bench-out/zoo
+
+With ``--devices N`` each pretraining runs data-parallel (`selfsup pretrain --devices N`, the same
+global batch of 256), in its own row ``NAME@STEPSxN``.
 """
 from __future__ import annotations
 
@@ -63,13 +66,14 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tup
     return knn, linear
 
 
-def pretrain(method: str, zip_path: str, steps: int, out: Path) -> tuple[dict, float]:
-    extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)]
+def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1) -> tuple[dict, float]:
+    extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
            METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
            "--quiet", "--num-workers", "2", *extra]
     if (out / "checkpoints" / "latest.json").exists() and not (out / "result.json").exists():
-        cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"]
+        cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet", "--devices",
+               str(devices)]
     elif not (out / "result.json").exists():
         cmd.append("--overwrite")
     peak_gb = float("nan")
@@ -92,6 +96,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=450)
     parser.add_argument("--methods", default=",".join(["random", "random-vit"] + METHODS.names()))
     parser.add_argument("--out", default="bench-out/zoo")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,6 +109,8 @@ def main() -> None:
     train, test = Prepared(opened["train"], spec), Prepared(opened["test"], spec)
     for method in args.methods.split(","):
         key = f"{method}@{args.steps}" if not method.startswith("random") else method
+        key += f"x{args.devices}" if args.devices > 1 and not method.startswith("random") else ""
+        run = out / (method if args.devices == 1 else f"{method}-x{args.devices}")
         if key in rows:
             continue
         t0 = time.perf_counter()
@@ -116,11 +124,12 @@ def main() -> None:
             rows[key] = {"method": f"random {arch} (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
                          "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
         else:
-            result, peak_gb = pretrain(method, args.zip, args.steps, out / method)
-            backbone, info = load_backbone(out / method)
+            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices)
+            backbone, info = load_backbone(run)
             knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
-            pretext = pretext_score(out / method, test) if method in PRETEXT else {}
+            pretext = pretext_score(run, test) if method in PRETEXT else {}
             rows[key] = {"method": method, "steps": result["steps"], "knn": knn, "linear": linear,
+                         "processes": result.get("processes", 1),
                          "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
                          "train_seconds": result["train_seconds"],
                          "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
@@ -142,7 +151,8 @@ def main() -> None:
         gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
-        print(f"| {r['method']} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
+        name = r["method"] + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
+        print(f"| {name} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
               f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} "
               f"| {task} |")
 

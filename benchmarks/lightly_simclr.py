@@ -4,7 +4,8 @@ Follows lightly's SimCLR example (examples/pytorch/simclr.py, lightly 1.6): stoc
 torchvision ResNet-18 without its fc, SimCLRProjectionHead(512, 512, 128), NTXentLoss()
 (temperature 0.5), SGD lr 0.06, SimCLRTransform(input_size=32), batch 256, drop_last,
 two forward passes. Images are read from the same zip, decoded with PIL per item in
-DataLoader workers. Trains for --seconds of wall time, then saves the backbone weights.
+DataLoader workers. Trains for --seconds of wall time (or --steps), on --device, then saves the
+backbone weights.
 
     /path/to/lightly-venv/bin/python benchmarks/lightly_simclr.py ZIP --seconds 600 --out DIR
 """
@@ -46,6 +47,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("zip")
     parser.add_argument("--seconds", type=float, default=600)
+    parser.add_argument("--steps", type=int, default=None, help="stop after this many steps instead")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", required=True)
@@ -54,7 +57,7 @@ def main() -> None:
     resnet = torchvision.models.resnet18()
     resnet.fc = torch.nn.Identity()  # keep torchvision's keys; same as children()[:-1] + flatten
     head = SimCLRProjectionHead(512, 512, 128)
-    model = torch.nn.ModuleDict({"backbone": resnet, "head": head})
+    model = torch.nn.ModuleDict({"backbone": resnet, "head": head}).to(args.device)
     criterion = NTXentLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06)
     dataset = ZipImages(args.zip, SimCLRTransform(input_size=32))
@@ -65,6 +68,7 @@ def main() -> None:
     done = False
     while not done:
         for x0, x1 in loader:
+            x0, x1 = x0.to(args.device, non_blocking=True), x1.to(args.device, non_blocking=True)
             z0, z1 = head(resnet(x0)), head(resnet(x1))
             loss = criterion(z0, z1)
             loss.backward()
@@ -72,13 +76,15 @@ def main() -> None:
             optimizer.zero_grad()
             steps += 1
             images += len(x0)
-            if time.perf_counter() - start >= args.seconds:
+            if (steps >= args.steps) if args.steps else (time.perf_counter() - start >= args.seconds):
                 done = True
                 break
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, str(out / "backbone.safetensors"))
+    save_file({k: v.contiguous().cpu() for k, v in resnet.state_dict().items()}, str(out / "backbone.safetensors"))
     result = {"steps": steps, "seconds": seconds, "images_per_second": images / seconds, "final_loss": float(loss)}
     (out / "result.json").write_text(json.dumps(result))
     print(json.dumps(result))

@@ -34,7 +34,7 @@ def _data_flags(p: argparse.ArgumentParser, pool: bool) -> None:
     p.add_argument("--image-size", type=int, default=S, help="view side in pixels (default: native up to 64 px, else 224)")
     p.add_argument("--num-workers", type=int, default=S, help="DataLoader workers for streamed (large) images")
     p.add_argument("--strict", action="store_true", default=S, help="fail on the first unreadable image instead of skipping it")
-    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1 ... (under torchrun: cuda means each rank's GPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=S)
     p.add_argument("--grad-clip", type=float, default=S, help="clip the gradient norm to this value")
     p.add_argument("--precision", default=S, choices=["auto", "fp32", "bf16"])
+    p.add_argument("--compile", action="store_true", default=S, help="torch.compile the backbone (GPUs, long runs)")
     p.add_argument("--seed", type=int, default=S)
     p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
     p.add_argument("--show-batch", default=S, metavar="FILE.png",
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=S, metavar="DIR")
     p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="data-parallel processes on this machine (one per GPU, or CPU processes with gloo): "
+                        "shorthand for torchrun --nproc-per-node N -m selfsup pretrain ...; --batch-size is global")
+    p.add_argument("--nodes", type=int, default=1, metavar="M",
+                   help="machines in the run (with --devices; needs MASTER_ADDR, MASTER_PORT and NODE_RANK set)")
 
     p = sub.add_parser("eval", help="score frozen features: knn or linear",
                        description="Frozen-feature evaluation of a pretrained encoder on labeled data.")
@@ -196,7 +202,7 @@ def run(args: argparse.Namespace) -> dict:
     from .config import EvalConfig, FinetuneConfig, PretrainConfig, StudyConfig, build_config
 
     progress = not args.quiet
-    skip = ("command", "config", "json", "quiet", "protocol")
+    skip = ("command", "config", "json", "quiet", "protocol", "devices", "nodes")
     if args.command == "pretrain":
         from .engine.trainer import pretrain
 
@@ -254,11 +260,60 @@ def _human(command: str, result: dict) -> None:
             print(f"{key}: {value}")
 
 
+def torchrun_command(argv: Sequence[str], devices: int, nodes: int) -> list[str]:
+    """``selfsup pretrain --devices N [--nodes M] ...`` as the torchrun command it stands for."""
+    if devices < 1 or nodes < 1:
+        raise ConfigError("--devices and --nodes must be at least 1")
+    rest, skip = [], False
+    for arg in argv:  # drop the launcher's own flags; the workers get everything else
+        if skip:
+            skip = False
+        elif arg in ("--devices", "--nodes"):
+            skip = True
+        elif not arg.startswith(("--devices=", "--nodes=")):
+            rest.append(arg)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(devices)]
+    if nodes == 1:
+        launcher.append("--standalone")
+    else:
+        missing = [v for v in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK") if v not in os.environ]
+        if missing:
+            raise ConfigError(f"--nodes {nodes}: set {', '.join(missing)} on every machine (or call torchrun yourself)")
+        launcher += ["--nnodes", str(nodes), "--node-rank", os.environ["NODE_RANK"], "--master-addr",
+                     os.environ["MASTER_ADDR"], "--master-port", os.environ["MASTER_PORT"]]
+    return launcher + ["-m", "selfsup", *rest]
+
+
+def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
+    """Re-run this command under torchrun, after the checks that need no worker (so a bad flag, method
+    or output folder still exits 2 here); rank 0 of the workers prints the result."""
+    import subprocess
+
+    from .config import PretrainConfig, build_config
+    from .engine.runtime import prepare_out
+    from .methods import METHODS
+    from pathlib import Path
+
+    cfg = build_config(PretrainConfig, *_split(args, ("command", "config", "json", "quiet", "devices", "nodes")))
+    METHODS.get(cfg.method)
+    if not cfg.data and not cfg.resume:
+        raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
+    prepare_out(Path(cfg.out), cfg.resume, cfg.overwrite, create=False)
+    command = torchrun_command(argv, args.devices, args.nodes)
+    log.info("launching %d x %d processes: %s", args.nodes, args.devices, " ".join(command[1:]))
+    return subprocess.call(command)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)  # usage errors exit 2 here
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="selfsup: %(message)s")
+    quiet_rank = int(os.environ.get("RANK", "0")) != 0  # under torchrun, other ranks log warnings only
+    logging.basicConfig(level=logging.WARNING if quiet_rank else logging.INFO, stream=sys.stderr,
+                        format=f"selfsup{'[rank ' + os.environ['RANK'] + ']' if 'RANK' in os.environ else ''}: %(message)s")
     try:
+        if args.command == "pretrain" and (args.devices > 1 or args.nodes > 1) and "WORLD_SIZE" not in os.environ:
+            return _launch(argv, args)
         result = run(args)
     except SelfSupError as exc:
         print(f"selfsup: error: {exc}", file=sys.stderr)
@@ -272,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")  # some messages start blank
         print(f"selfsup: error: {type(exc).__name__}: {first}", file=sys.stderr)
         return 1
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, rank 0 alone reports
     if args.json:
         print(json.dumps(result))
     else:

@@ -45,6 +45,7 @@ class PretrainConfig(DataConfig):
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # default: on for CUDA
+    compile: bool = False  # torch.compile the backbone (pays on GPUs for long runs; slow first steps)
     checkpoint_every: int = 500
     log_every: int = 10
     knn_every: int = 0  # steps between kNN monitors (0: only at the end, when labels exist)

@@ -5,6 +5,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -29,6 +30,34 @@ def test_lars_step_matches_the_formula():
     trust = 0.01 * 5.0 / update.norm()
     torch.testing.assert_close(w.detach(), torch.tensor([[3.0, 4.0]]) - 0.5 * trust * update)
     torch.testing.assert_close(b.detach(), torch.tensor([0.0]))  # excluded: plain SGD step 1 - 0.5*2
+
+
+def test_lars_multi_tensor_steps_match_a_per_tensor_loop():
+    """Three steps over tensors of several shapes (one all zeros: trust ratio 1) equal the paper's update
+    applied tensor by tensor, momentum included."""
+    torch.manual_seed(0)
+    shapes = [(4, 3), (5,), (2, 2, 3), (3, 3)]
+    start = [torch.randn(s) for s in shapes]
+    start[3].zero_()
+    grads = [[torch.randn(s) for s in shapes] for _ in range(3)]
+    params = [w.clone().requires_grad_() for w in start]
+    opt = LARS([{"params": params[:1] + params[2:], "weight_decay": 0.05, "lars_exclude": False},
+                {"params": params[1:2], "weight_decay": 0.0, "lars_exclude": True}], lr=0.3, momentum=0.9)
+    expected, buffers = [w.clone() for w in start], [None] * len(shapes)
+    for step in range(3):
+        for p, g in zip(params, grads[step]):
+            p.grad = g.clone()
+        opt.step()
+        for i, (w, g) in enumerate(zip(expected, grads[step])):
+            u = g.clone()
+            if i != 1:
+                u = u + 0.05 * w
+                if w.norm() > 0 and u.norm() > 0:
+                    u = u * (0.001 * w.norm() / (u.norm() + 1e-8))
+            buffers[i] = u if buffers[i] is None else 0.9 * buffers[i] + u
+            expected[i] = w - 0.3 * buffers[i]
+    for p, w in zip(params, expected):
+        torch.testing.assert_close(p.detach(), w)
 
 
 def test_biases_and_norms_are_not_decayed():
@@ -145,3 +174,22 @@ def test_stateful_methods_resume_equal_to_uninterrupted(tmp_path, method, extra)
     state = final_state(out)
     assert_same_state(state, final_state(full))
     assert any(not k.startswith("optim/") and ("memory" in k or "queue" in k or "pseudo_labels" in k) for k in state)
+
+
+def test_a_pool_resident_on_the_device_gives_the_same_batches_split_across_ranks():
+    """The GPU path (uint8 pool indexed on the device) yields exactly the host path's batches, and two
+    ranks' shares of every global batch are disjoint halves of it."""
+    from selfsup.distributed import DistContext
+    from selfsup.engine.trainer import batches, epoch_order
+
+    array = np.random.default_rng(0).integers(0, 256, (50, 3, 4, 4), dtype=np.uint8)
+    data = type("Pool", (), {"array": array, "stream": None, "__len__": lambda self: len(array)})()
+    order = lambda epoch: epoch_order(50, 0, epoch)  # noqa: E731
+    host = list(batches(data, 8, order, 3, 11, 0))
+    device = list(batches(data, 8, order, 3, 11, 0, resident=torch.from_numpy(array)))
+    assert len(host) == len(device) == 8
+    for (i, x), (j, y) in zip(host, device):
+        assert torch.equal(i, j) and torch.equal(x, y)
+    halves = [list(batches(data, 8, order, 3, 11, 0, DistContext(rank, 2, rank))) for rank in (0, 1)]
+    for (i, x), (a, xa), (b, xb) in zip(host, *halves):
+        assert torch.equal(torch.cat([a, b]), i) and torch.equal(torch.cat([xa, xb]), x)

@@ -60,6 +60,13 @@ def probe_spec(collection: Collection, image_size: int | None = None,
                 continue
         else:
             raise SelfSupError(f"none of the first images in {collection.describe()} could be decoded")
+    return spec_from_shape((c, h, w), image_size, channels)
+
+
+def spec_from_shape(shape: tuple[int, int, int], image_size: int | None = None,
+                    channels: int | None = None) -> ImageSpec:
+    """Sizes from one image's C x H x W: native up to 64 px, else 224 views from 256-px loads."""
+    c, h, w = shape
     channels = channels or (3 if c == 4 else c)
     native = min(h, w)
     if image_size is None:
@@ -177,7 +184,23 @@ def collate_good(items: list) -> tuple[torch.Tensor, list[tuple[str, str]]]:
     return (torch.stack(good) if good else torch.empty(0, dtype=torch.uint8)), bad
 
 
-class Prepared:
+class ReportsBadItems:
+    """A pool that names each unreadable item once, however many times a stream meets it, or
+    fails on the first one when ``strict``."""
+
+    strict: bool
+    reported: set[str]
+
+    def report_bad(self, bad: list[tuple[str, str]]) -> None:
+        for key, why in bad:
+            if self.strict:
+                raise SelfSupError(f"unreadable image {key}: {why}")
+            if key not in self.reported:
+                self.reported.add(key)
+                log.warning("skipped unreadable image %s (%s)", key, why)
+
+
+class Prepared(ReportsBadItems):
     """A collection ready to feed a network: decoded cache or stream, with labels of good items.
 
     ``batches(indices)`` yields (positions, uint8 batch) where positions index ``indices``;
@@ -202,15 +225,6 @@ class Prepared:
 
     def __len__(self) -> int:
         return len(self.collection)
-
-    def report_bad(self, bad: list[tuple[str, str]]) -> None:
-        """Name each unreadable item once, however many times a stream meets it."""
-        for key, why in bad:
-            if self.strict:
-                raise SelfSupError(f"unreadable image {key}: {why}")
-            if key not in self.reported:
-                self.reported.add(key)
-                log.warning("skipped unreadable image %s (%s)", key, why)
 
     def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
         if self.array is not None:

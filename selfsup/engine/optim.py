@@ -29,25 +29,28 @@ class LARS(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One update of every tensor of a group at once (``torch._foreach_*``: a few multi-tensor
+        kernels per group instead of several per tensor, which dominates small models on GPUs)."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if not group["lars_exclude"]:
-                    update = update.add(p, alpha=group["weight_decay"])
-                    w_norm, u_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(update)
-                    trust = torch.where((w_norm > 0) & (u_norm > 0),
-                                        group["trust_coefficient"] * w_norm / (u_norm + group["eps"]),
-                                        torch.ones_like(w_norm))
-                    update = update.mul(trust)
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.clone(update).detach()
-                else:
-                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
-                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            updates = [p.grad for p in params]
+            if not group["lars_exclude"]:
+                updates = torch._foreach_add(updates, params, alpha=group["weight_decay"])
+                w_norms = torch.stack(torch._foreach_norm(params))
+                u_norms = torch.stack(torch._foreach_norm(updates))
+                trust = torch.where((w_norms > 0) & (u_norms > 0),
+                                    group["trust_coefficient"] * w_norms / (u_norms + group["eps"]),
+                                    torch.ones_like(w_norms))
+                torch._foreach_mul_(updates, list(trust.unbind()))
+            buffers = []
+            for p in params:  # a new buffer starts at zero, so its first value is the update itself
+                buffers.append(self.state[p].setdefault("momentum_buffer", torch.zeros_like(p)))
+            torch._foreach_mul_(buffers, group["momentum"])
+            torch._foreach_add_(buffers, updates)
+            torch._foreach_add_(params, buffers, alpha=-group["lr"])
         return loss
 
 
@@ -64,15 +67,17 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
                     betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
+    """SGD and AdamW use PyTorch's fused kernels when the weights are on CUDA (one kernel per step)."""
     groups = param_groups(model, weight_decay)
+    fused = {"fused": True} if any(p.is_cuda for g in groups for p in g["params"]) else {}
     if name == "sgd":
         for g in groups:
             g.pop("lars_exclude")
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **fused)
     if name == "adamw":
         for g in groups:
             g.pop("lars_exclude")
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **fused)
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     raise ConfigError(f"unknown optimizer {name!r} (known: sgd, adamw, lars)")

@@ -36,8 +36,9 @@ def step_generator(seed: int, *parts: int) -> torch.Generator:
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
 
 
-def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
-    """A new run needs an empty folder: refuse a non-empty one unless told to resume or overwrite."""
+def prepare_out(out: Path, resume: bool, overwrite: bool, create: bool = True) -> None:
+    """A new run needs an empty folder: refuse a non-empty one unless told to resume or overwrite.
+    Only ``create`` (rank 0 of a data-parallel run) replaces or makes it; the other ranks only check."""
     if resume:
         if not (out / "config.yaml").exists():
             raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
@@ -46,5 +47,7 @@ def prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
         if not overwrite:
             raise ConfigError(f"output folder {out} is not empty: pass --resume to continue it "
                               "or --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        if create:
+            shutil.rmtree(out)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,12 @@ from tqdm import tqdm
 from ..backbones import build_backbone
 from ..backbones.io import save_encoder
 from ..config import PretrainConfig, build_config, load_yaml, save_yaml, to_dict
-from ..data.images import Prepared, probe_spec
+from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
+from ..data.shards import ShardedPool, is_shard_spec
+from ..data.sources import Collection
 from ..data.splits import stratified_split, train_test
+from ..distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
+                           shutdown, wrap_data_parallel)
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..evaluate.features import extract_features
 from ..methods import METHODS, EpochContext, Method
@@ -34,7 +38,7 @@ from . import checkpoint as ckpt
 from .logger import MetricsLogger
 from .monitor import CollapseWatch
 from .optim import build_optimizer
-from .runtime import prepare_out, resolve_device, seed_everything, step_generator
+from .runtime import prepare_out, seed_everything, step_generator
 from .schedule import warmup_cosine
 
 log = logging.getLogger("selfsup")
@@ -72,21 +76,51 @@ def _collate_indexed(items: list) -> tuple[torch.Tensor, torch.Tensor, list[tupl
     return good, images, bad
 
 
-def batches(data: Prepared, batch: int, order_of: Callable[[int], np.ndarray], start: int, stop: int,
-            workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def resident_images(data: Prepared, device: torch.device, share: float = 0.25) -> torch.Tensor | None:
+    """The decoded uint8 pool copied once to the GPU when it takes under ``share`` of the free memory
+    (CIFAR-10: 150 MB), so a batch is an index into device memory: no host copy, no loader."""
+    if data.array is None or device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    if data.array.nbytes > share * free:
+        log.info("pool of %.1f GB stays in host memory (%.1f GB free on %s)", data.array.nbytes / 1e9, free / 1e9, device)
+        return None
+    log.info("pool resident on %s as uint8 (%.0f MB)", device, data.array.nbytes / 1e6)
+    return torch.from_numpy(np.ascontiguousarray(data.array)).to(device)
+
+
+def batches(data: Prepared | ShardedPool, batch: int, order_of: Callable[[int], np.ndarray], start: int, stop: int,
+            workers: int, part: DistContext = DistContext(), resident: torch.Tensor | None = None,
+            seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """(pool indices, uint8 images) for steps start..stop-1: drop-last epochs in ``order_of(epoch)``.
 
     Each epoch's order is asked for only when that epoch begins, so a method may base it on
     the weights trained so far (DeepCluster samples uniformly over its latest clusters).
+    ``batch`` is the global batch; rank r of ``part`` takes its r-th contiguous 1/world of every
+    one (DistributedSampler's disjoint shares, but of the engine's own per-epoch order, so a resumed
+    or method-planned epoch splits the same way), and loads only those images. With ``resident``
+    (the pool already on the device) a batch is gathered there. A sharded pool streams each rank's
+    share of every epoch itself, fixed by ``seed`` (see ``selfsup.data.shards``).
     """
     per_epoch = len(data) // batch
+    share = batch // part.world_size
+    mine = slice(part.rank * share, (part.rank + 1) * share)
     step = start
     while step < stop:
         epoch, first = divmod(step, per_epoch)
         last = min(stop, (epoch + 1) * per_epoch)
+        if isinstance(data, ShardedPool):
+            yield from data.epoch_batches(epoch, seed, share, last - epoch * per_epoch, first, part.rank,
+                                          part.world_size, workers)
+            step = last
+            continue
         order = order_of(epoch)
-        slices = [order[k * batch:(k + 1) * batch] for k in range(first, first + last - step)]
-        if data.array is not None:
+        slices = [order[k * batch:(k + 1) * batch][mine] for k in range(first, first + last - step)]
+        if resident is not None:
+            for idx in slices:
+                rows = torch.from_numpy(idx)
+                yield rows, resident[rows.to(resident.device, non_blocking=True)]
+        elif data.array is not None:
             for idx in slices:
                 yield torch.from_numpy(idx), torch.from_numpy(np.ascontiguousarray(data.array[idx]))
         else:
@@ -155,40 +189,45 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
 
 
 def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, indices: torch.Tensor,
-                generator: torch.Generator, amp: bool, device: torch.device,
-                grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
-    """One optimizer step; returns the loss, the method's embedding batch (for the collapse watch) and
-    any other scalars it reports (a pretext task's accuracy)."""
+                generator: torch.Generator, amp: bool, device: torch.device, grad_clip: float | None,
+                model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """One optimizer step; returns the loss (averaged over ranks: the global batch's), the method's
+    embedding batch (for the collapse watch) and any other scalars it reports (a pretext task's
+    accuracy). ``model`` is the method wrapped in DistributedDataParallel, when there are ranks."""
     extra = {"indices": indices} if method.needs_indices else {}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        out = method(images, generator, **extra)
+        out = (model or method)(images, generator, **extra)
     loss, embedding = out["loss"], out.get("embedding")
     extras = {k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")}
-    if not torch.isfinite(loss):
-        return loss, None, extras  # the caller stops before this step touches the weights
+    reported = mean_over_ranks(loss.detach())  # every rank sees the same value, so all stop together
+    if not torch.isfinite(reported):
+        return reported, None, extras  # the caller stops before this step touches the weights
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
     optimizer.step()
-    return loss.detach(), None if embedding is None else embedding.detach(), extras
+    return reported, None if embedding is None else embedding.detach(), extras
 
 
 def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
-                momentum: float, opt_name: str, amp: bool, device: torch.device) -> float:
-    """Seconds per step, measured on a throw-away copy so the real run starts untouched."""
+                momentum: float, opt_name: str, amp: bool, device: torch.device, part: DistContext) -> float:
+    """Seconds per step, measured on a throw-away copy so the real run starts untouched (averaged over
+    ranks, so every rank turns the time limit into the same step count)."""
     trial = copy.deepcopy(method)
     optimizer = build_optimizer(opt_name, trial, lr, wd, momentum, trial.recipe.adam_betas)
     seconds = []
     default_order = lambda epoch: epoch_order(len(data), cfg.seed, epoch)  # noqa: E731
-    for i, (indices, images) in enumerate(batches(data, batch, default_order, 0, 6, cfg.num_workers)):
+    for i, (indices, images) in enumerate(batches(data, batch, default_order, 0, 6, cfg.num_workers, part,
+                                                  seed=cfg.seed)):
         t0 = time.perf_counter()
         _train_step(trial, optimizer, images.to(device), indices.to(device), step_generator(cfg.seed, 9, i), amp,
                     device, cfg.grad_clip)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds.append(time.perf_counter() - t0)
-    return float(np.median(seconds[2:])) if len(seconds) > 2 else float(np.mean(seconds))
+    local = float(np.median(seconds[2:])) if len(seconds) > 2 else float(np.mean(seconds))
+    return float(mean_over_ranks(torch.tensor(local, device=device)))
 
 
 def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
@@ -200,29 +239,63 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
             raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
         cfg = build_config(PretrainConfig, load_yaml(out / "config.yaml"),
                            {"resume": True, "device": cfg.device, "num_workers": cfg.num_workers})
-    method_cls = METHODS.get(cfg.method)  # unknown names fail before any work
-    recipe = method_cls.recipe
+    METHODS.get(cfg.method)  # unknown names fail before any work
     if not cfg.data:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
-    prepare_out(out, cfg.resume, cfg.overwrite)
-    device = resolve_device(cfg.device)
+    part, device = init_distributed(cfg.device)  # one process, or this rank of torchrun's group
+    try:
+        return _pretrain(cfg, out, part, device, started, progress and part.is_main)
+    finally:
+        shutdown()
 
-    train, test = train_test(cfg.data, cfg.test, out)
+
+def _open_pool(cfg: PretrainConfig, out: Path, part: DistContext,
+               progress: bool) -> tuple[Prepared | ShardedPool, ImageSpec, Collection | None]:
+    """The training pool (decoded, streamed, or sharded tar files), its image sizes and any test set."""
+    if is_shard_spec(cfg.data):
+        if METHODS.get(cfg.method).plan_epoch is not Method.plan_epoch:
+            raise ConfigError(f"{cfg.method} plans each epoch over the whole pool, which needs random access; "
+                              "sharded data is streamed: use a folder, archive or array file")
+        pool = ShardedPool(cfg.data, strict=cfg.strict)
+        pool.spec = spec_from_shape(pool.first_shape(), cfg.image_size)
+        log.info("streaming %s", pool.describe())
+        return pool, pool.spec, None
+    train, test = train_test(cfg.data, cfg.test, out) if part.is_main else (None, None)
+    barrier()  # rank 0 saved any split first; the others read it
+    if not part.is_main:
+        train, test = train_test(cfg.data, cfg.test, out)
     spec = probe_spec(train, cfg.image_size)
-    data = Prepared(train, spec, strict=cfg.strict, progress=progress)
+    return Prepared(train, spec, strict=cfg.strict, progress=progress), spec, test
+
+
+def _first_images(data: Prepared | ShardedPool, n: int) -> torch.Tensor:
+    if isinstance(data, ShardedPool):
+        return data.head(n)
+    return next(data.batches(np.arange(min(len(data), n)), n))[1]
+
+
+def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.device, started: float,
+              progress: bool) -> dict:
+    method_cls = METHODS.get(cfg.method)
+    recipe = method_cls.recipe
+    prepare_out(out, cfg.resume, cfg.overwrite, create=part.is_main)
+    barrier()  # the folder exists (rank 0 made it) before any rank reads or writes in it
+    data, spec, test = _open_pool(cfg, out, part, progress)
     if len(data) < 2:
         raise SelfSupError(f"{cfg.data}: need at least 2 readable images, found {len(data)}")
     batch = cfg.batch_size
     if batch > len(data):
         log.warning("batch size %d exceeds the %d images; using %d", batch, len(data), len(data))
-        batch = len(data)
+        batch = len(data) // part.world_size * part.world_size
+    local_batch(batch, part)  # the global batch must split evenly among the ranks
     steps_per_epoch = len(data) // batch
     # Normalization statistics from (a sample of) the pool, saved beside the encoder.
-    _, sample = next(data.batches(np.arange(min(len(data), 10000 if data.array is not None else 512)), 10000))
+    sample = _first_images(data, 10000 if data.array is not None else 512)
     normalization = estimate_normalization(sample)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
     method = method.to(device)
+    model = wrap_data_parallel(method, part, device, recipe.sync_batchnorm)
     backbone = method.backbone
     backbone_name = backbone.spec.name
     backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
@@ -239,7 +312,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
 
     total = _resolve_budget(cfg, steps_per_epoch)
     if total is None:
-        per_step = _time_steps(method, cfg, data, batch, lr, wd, momentum, opt_name, amp, device)
+        per_step = _time_steps(method, cfg, data, batch, lr, wd, momentum, opt_name, amp, device, part)
         remaining = cfg.time_limit - (time.perf_counter() - started)  # type: ignore[operator]
         total = max(1, int(remaining / per_step))
         log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
@@ -261,7 +334,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         if latest is not None:
             start = ckpt.restore(latest, method, optimizer)["step"]
             log.info("resuming %s from step %d of %d", out, start, total)
-    else:
+    elif part.is_main:
         save_yaml(to_dict(resolved), out / "config.yaml")
     meta = {"config": to_dict(resolved), "encoder": encoder_info, "total_steps": total}
 
@@ -271,11 +344,11 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                                features=lambda: extract_features(backbone, data, normalization, spec.image_size,
                                                                  device, num_workers=cfg.num_workers))
         plan = method.plan_epoch(context)
-        return epoch_order(len(data), cfg.seed, epoch) if plan is None else plan
+        return epoch_order(len(data), cfg.seed, epoch) if plan is None else share_plan(method, plan, device)
 
-    if cfg.show_batch:
+    if cfg.show_batch and part.is_main:
         _show_batch(method, data, cfg, device, f"{cfg.method}, before training" if start == 0 else f"step {start}")
-    logger = MetricsLogger(out, resume_step=start)
+    logger = MetricsLogger(out, resume_step=start) if part.is_main else None
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
@@ -283,24 +356,29 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     watch = CollapseWatch()
     window_start, window_images = loop_start, 0
     try:
-        for step, (indices, images) in enumerate(batches(data, batch, order_of, start, total, cfg.num_workers),
-                                                 start=start):
+        pool = resident_images(data, device)
+        if cfg.compile:  # in place, so parameter names (and saved weights) stay those of the plain model
+            method.backbone.compile()
+        for step, (indices, images) in enumerate(batches(data, batch, order_of, start, total, cfg.num_workers, part,
+                                                         pool, cfg.seed), start=start):
             lr_now = warmup_cosine(step, total, lr, warmup_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr_now
             images = images.to(device, non_blocking=True)
-            loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device),
-                                                  step_generator(cfg.seed, 2, step), amp, device, cfg.grad_clip)
+            # Each rank draws its own views' randomness; one process keeps the stream it always had.
+            generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))
+            loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device), generator, amp,
+                                                  device, cfg.grad_clip, model)
             if not torch.isfinite(loss):
                 kept = ckpt.latest_checkpoint(folder)
                 where = f"last good checkpoint: {kept}" if kept else "no checkpoint was written yet"
                 raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; stopped, {where}")
             method.after_step(step, total)
             done = step + 1
-            images_seen += len(images)
-            window_images += len(images)
+            images_seen += len(images) * part.world_size
+            window_images += len(images) * part.world_size
             bar.update(1)
-            if done % cfg.log_every == 0 or done == total:
+            if (done % cfg.log_every == 0 or done == total) and logger is not None:
                 last_loss = float(loss)
                 now = time.perf_counter()
                 ips = window_images / max(now - window_start, 1e-9)
@@ -310,14 +388,19 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
                             "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3), **health,
                             **{k: round(float(v), 5) for k, v in extras.items()}})
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
-            if done % cfg.checkpoint_every == 0 or done == total:
+            if (done % cfg.checkpoint_every == 0 or done == total) and part.is_main:
                 ckpt.save_checkpoint(folder, done, method, optimizer, meta)
             if done == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:
         bar.close()
-        logger.close()
+        if logger is not None:
+            logger.close()
     train_seconds = time.perf_counter() - loop_start
+    barrier()
+    if not part.is_main:  # rank 0 alone exports the encoder and scores it
+        return {"rank": part.rank, "steps": total}
+    shutdown()
     encoder, encoder_normalization = method.export_encoder()
     save_encoder(out, encoder, encoder_normalization, spec.image_size, spec.load_size,
                  {"method": cfg.method, "steps": total})
@@ -325,7 +408,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         _show_batch(method, data, cfg, device, f"{cfg.method}, after {total} steps")
 
     result = {"method": cfg.method, "backbone": backbone_name, "steps": total, "epochs": round(total / steps_per_epoch, 3),
-              "batch_size": batch, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
+              "batch_size": batch, "processes": part.world_size, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
               "final_loss": last_loss, "train_seconds": round(train_seconds, 3),
               "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), **watch.last,
               "collapse_warning": watch.warned, "out": str(out)}
@@ -341,7 +424,7 @@ def _show_batch(method: Method, data: Prepared, cfg: PretrainConfig, device: tor
     """Draw the method's pretext task on the first 8 images of the pool to ``cfg.show_batch``."""
     from .show import render_panels
 
-    _, images = next(data.batches(np.arange(min(8, len(data))), 8))
+    images = _first_images(data, 8)
     was_training = method.training
     method.eval()
     try:

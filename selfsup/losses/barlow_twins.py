@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..distributed import gather
+
 
 def _standardize(z: torch.Tensor) -> torch.Tensor:
     """Zero mean, unit (biased) variance per dimension over the batch."""
@@ -35,6 +37,7 @@ class BarlowTwinsLoss(nn.Module):
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if z1.shape != z2.shape or z1.ndim != 2 or z1.shape[0] < 2:
             raise ValueError(f"expected two N x D tensors (N > 1) of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}")
+        z1, z2 = gather(z1), gather(z2)  # the global batch under data-parallel training
         c = _standardize(z1).T @ _standardize(z2) / z1.shape[0]  # D x D cross-correlation
         on_diag = (1 - c.diagonal()).pow(2).sum()
         off_diag = c.pow(2).sum() - c.diagonal().pow(2).sum()

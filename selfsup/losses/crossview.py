@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import gather, offset
+
 
 class CrossViewInfoNCELoss(nn.Module):
     """L = -(1/N) Σ_i log( exp(q_i·k_i/τ) / Σ_j exp(q_i·k_j/τ) ), q and k L2-normalized.
@@ -17,6 +19,7 @@ class CrossViewInfoNCELoss(nn.Module):
       (equation 2, with q = NN(z), k = p⁺)
 
     Unlike NT-Xent, the negatives of q_i are only the N-1 other keys, not the other queries.
+    Under data-parallel training the keys are every rank's (the global batch).
 
     Shapes: query, key: N x D; returns a scalar.
     """
@@ -30,6 +33,7 @@ class CrossViewInfoNCELoss(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         if query.shape != key.shape or query.ndim != 2:
             raise ValueError(f"expected two N x D tensors of one shape, got {tuple(query.shape)}, {tuple(key.shape)}")
-        q, k = F.normalize(query.float(), dim=1), F.normalize(key.float(), dim=1)
+        q, k = F.normalize(query.float(), dim=1), gather(F.normalize(key.float(), dim=1))
         logits = q @ k.T / self.temperature
-        return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+        first = offset(len(q))
+        return F.cross_entropy(logits, torch.arange(first, first + len(q), device=q.device))

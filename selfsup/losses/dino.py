@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import gather_detached
+
 
 class DINOLoss(nn.Module):
     """L = (1/P) Σ_{t ∈ teacher crops} Σ_{s ≠ t} H(P_t, P_s) with H(a, b) = -Σ_k a_k log b_k.
@@ -44,5 +46,5 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher: Sequence[torch.Tensor]) -> None:
-        batch_center = torch.cat([t.float() for t in teacher]).mean(dim=0, keepdim=True)
+        batch_center = gather_detached(torch.cat([t.float() for t in teacher])).mean(dim=0, keepdim=True)
         self.center.mul_(self.center_momentum).add_(batch_center, alpha=1 - self.center_momentum)

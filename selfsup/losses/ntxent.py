@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import gather, offset
+
 
 class NTXentLoss(nn.Module):
     """SimCLR's contrastive loss over 2N views of N images.
@@ -21,6 +23,10 @@ class NTXentLoss(nn.Module):
 
     Args:
         temperature: τ > 0.
+
+    Under data-parallel training the negatives come from every rank's views (the global batch;
+    ``selfsup.distributed.gather``): each rank's anchors are its own 2n views, its candidates
+    all 2N, so the mean over ranks is the loss of one process on the whole batch.
 
     Shapes: z1, z2: N x D (the projections of the two views); returns a scalar.
 
@@ -39,8 +45,13 @@ class NTXentLoss(nn.Module):
         if z1.shape != z2.shape or z1.ndim != 2:
             raise ValueError(f"expected two N x D tensors of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}")
         n = z1.shape[0]
-        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)  # 2N x D
-        logits = z @ z.T / self.temperature  # 2N x 2N cosine similarities / τ
-        logits.fill_diagonal_(float("-inf"))  # k ≠ i: a view is never its own negative
-        targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
-        return F.cross_entropy(logits, targets)
+        z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+        anchors = torch.cat([z1, z2])  # 2n x D, this rank's views
+        candidates = torch.cat([gather(z1), gather(z2)])  # 2m x D, every rank's (m = n with one process)
+        m, first = len(candidates) // 2, offset(n)
+        logits = anchors @ candidates.T / self.temperature  # cosine similarities / τ
+        rows = torch.arange(2 * n, device=z1.device)
+        own = torch.arange(first, first + n, device=z1.device)
+        itself, partner = torch.cat([own, own + m]), torch.cat([own + m, own])
+        logits[rows, itself] = float("-inf")  # k ≠ i: a view is never its own negative
+        return F.cross_entropy(logits, partner)

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import gather, offset
+
 MINING = ("semi-hard", "hard", "random")
 
 
@@ -24,6 +26,8 @@ class TripletMarginLoss(nn.Module):
       TensorFlow's implementation). The hardest negatives make training collapse early [0].
     - ``hard``: the closest negative. ``random``: one drawn uniformly (needs a generator).
 
+    Under data-parallel training the candidate negatives are every rank's views (the global batch).
+
     Shapes: z1, z2: N x D (N >= 2); returns a scalar.
     """
 
@@ -37,18 +41,21 @@ class TripletMarginLoss(nn.Module):
         if z1.shape != z2.shape or z1.ndim != 2 or len(z1) < 2:
             raise ValueError(f"expected two N x D tensors of one shape with N >= 2, got {tuple(z1.shape)}, "
                              f"{tuple(z2.shape)}")
-        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
         n = len(z1)
-        dist = (2 - 2 * z @ z.T).clamp(min=0)  # squared Euclidean distance of unit vectors, 2N x 2N
-        idx = torch.arange(2 * n, device=z.device)
-        partner = (idx + n) % (2 * n)
+        z1, z2 = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+        anchors, candidates = torch.cat([z1, z2]), torch.cat([gather(z1), gather(z2)])  # 2n local, 2m global
+        m, first = len(candidates) // 2, offset(n)
+        dist = (2 - 2 * anchors @ candidates.T).clamp(min=0)  # squared Euclidean distance of unit vectors
+        idx = torch.arange(2 * n, device=z1.device)
+        image = first + idx % n  # each anchor's image in the global batch
+        partner = torch.where(idx < n, image + m, image)
         d_pos = dist[idx, partner]
-        same_image = (idx[:, None] % n) == (idx[None, :] % n)
-        inf = torch.tensor(float("inf"), device=z.device)
+        same_image = image[:, None] == (torch.arange(2 * m, device=z1.device) % m)[None, :]
+        inf = torch.tensor(float("inf"), device=z1.device)
         if self.mining == "hard":
             d_neg = torch.where(same_image, inf, dist).min(dim=1).values
         elif self.mining == "random":
-            scores = torch.rand(dist.shape, generator=generator).to(z.device)
+            scores = torch.rand(dist.shape, generator=generator).to(z1.device)
             pick = torch.where(same_image, -inf, scores).argmax(dim=1)
             d_neg = dist[idx, pick]
         else:

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..distributed import gather
+
 
 def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> torch.Tensor:
     """v(Z) = mean_j max(0, γ - sqrt(Var(z_j) + ε)) (VICReg eq. 1)."""
@@ -45,7 +47,7 @@ class VICRegLoss(nn.Module):
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         if z1.shape != z2.shape or z1.ndim != 2 or z1.shape[0] < 2:
             raise ValueError(f"expected two N x D tensors (N > 1) of the same shape, got {tuple(z1.shape)}, {tuple(z2.shape)}")
-        z1, z2 = z1.float(), z2.float()
+        z1, z2 = gather(z1).float(), gather(z2).float()  # the global batch under data-parallel training
         invariance = F.mse_loss(z1, z2)
         variance = variance_term(z1, self.gamma, self.eps) + variance_term(z2, self.gamma, self.eps)
         covariance = covariance_term(z1) + covariance_term(z2)

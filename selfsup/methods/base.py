@@ -33,6 +33,7 @@ class Recipe:
     args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
     adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (MAE: 0.9, 0.95)
     backbone: str = "resnet18"  # used when --backbone is not given (MAE: a ViT)
+    sync_batchnorm: bool = True  # batch norm over the global batch under data-parallel training (CUDA only)
 
 
 @dataclass

@@ -5,6 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..backbones import Backbone
+from ..distributed import gather_detached
 from ..views import Views
 from .base import Recipe, register_method
 from .byol import BYOL
@@ -39,7 +40,7 @@ class DirectPredictor(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if self.training:
             with torch.no_grad():
-                f = z.detach().float()
+                f = gather_detached(z.detach().float())  # the global batch's correlation
                 self.correlation.mul_(self.rho).add_(f.T @ f / len(f), alpha=1 - self.rho)
                 self.weight.copy_(direct_predictor(self.correlation, self.epsilon))
         return z.float() @ self.weight  # W_p symmetric: z W_pᵀ = z W_p

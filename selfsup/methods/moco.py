@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..distributed import gather_detached
 from ..heads import Block, MLPHead
 from ..losses import InfoNCELoss
 from ..views import Views
@@ -41,7 +42,8 @@ class MoCoV2(Method):
     paper = "He et al. 2020 / Chen et al. 2020, Momentum Contrast (v2: Improved Baselines)"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
                     args={"projection_dim": 128, "hidden_dim": 2048, "queue_size": 65536, "temperature": 0.2,
-                          "momentum": 0.999, "bn_splits": 8})
+                          "momentum": 0.999, "bn_splits": 8},
+                    sync_batchnorm=False)  # shuffling BN needs per-device statistics
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, hidden_dim: int = 2048,
                  queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999, bn_splits: int = 8) -> None:
@@ -68,7 +70,8 @@ class MoCoV2(Method):
             key = torch.empty_like(shuffled)
             key[order] = shuffled  # undo the shuffle
         loss = self.criterion(query, key, self.queue)  # normalized copies are taken inside; no grad flows here
-        ring_enqueue(self.queue, self.queue_pointer, F.normalize(key.float(), dim=1))  # oldest keys out
+        # Every rank enqueues the global batch's keys, so all hold the same queue; oldest keys out.
+        ring_enqueue(self.queue, self.queue_pointer, gather_detached(F.normalize(key.float(), dim=1)))
         return {"loss": loss, "embedding": query}
 
     def after_step(self, step: int, total_steps: int) -> None:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..distributed import gather_detached
 from ..heads import Block, MLPHead
 from ..losses import CrossViewInfoNCELoss
 from ..views import Views
@@ -60,5 +61,5 @@ class NNCLR(Method):
         p1, p2 = self.prediction(z).chunk(2)
         z1, z2 = z.chunk(2)
         loss = 0.5 * (self.criterion(self.nearest_neighbour(z1), p2) + self.criterion(self.nearest_neighbour(z2), p1))
-        ring_enqueue(self.support, self.support_pointer, F.normalize(z1.detach().float(), dim=1))
+        ring_enqueue(self.support, self.support_pointer, gather_detached(F.normalize(z1.detach().float(), dim=1)))
         return {"loss": loss, "embedding": z1}

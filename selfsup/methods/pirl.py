@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..distributed import gather_detached
 from ..losses import NCELoss
 from ..views import Views
 from ..views.jigsaw import jigsaw_tiles
@@ -74,6 +75,7 @@ class PIRL(Method):
         loss = (self.loss_weight * self.criterion(positives, g, negatives, valid)
                 + (1 - self.loss_weight) * self.criterion(positives, f, negatives, valid))
         with torch.no_grad():  # m_I ← λ m_I + (1-λ) f(v_I), kept on the unit sphere
-            updated = self.bank_momentum * positives + (1 - self.bank_momentum) * F.normalize(f.detach().float(), dim=1)
-            self.memory[indices] = F.normalize(updated, dim=1).to(self.memory.dtype)
+            rows, fresh = gather_detached(indices), gather_detached(F.normalize(f.detach().float(), dim=1))  # every rank's
+            updated = self.bank_momentum * self.memory[rows].float() + (1 - self.bank_momentum) * fresh
+            self.memory[rows] = F.normalize(updated, dim=1).to(self.memory.dtype)
         return {"loss": loss, "embedding": f}

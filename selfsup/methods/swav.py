@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..distributed import gather_detached, offset, world_size
 from ..heads import projection_head
 from ..losses import SwAVLoss, sinkhorn
 from ..views import Views
@@ -67,13 +68,15 @@ class SwAV(Method):
         use_queue = self.queue.shape[1] > 0 and bool(self.queue[:, -1].abs().sum() > 0)
         codes = []
         for i in range(self.views.n_global):
-            s = scores[i].detach()
+            s = gather_detached(scores[i].detach())  # equal partition over the global batch, as the paper's all-reduce
             if use_queue:
                 s = torch.cat([self.queue[i].to(s.dtype) @ weight.detach().T, s])
-            codes.append(sinkhorn(s.float(), self.epsilon, self.iterations)[-batch:])
+            q = sinkhorn(s.float(), self.epsilon, self.iterations)
+            mine = len(q) - world_size() * batch + offset(batch)  # this rank's rows, after the queue's
+            codes.append(q[mine:mine + batch])
         loss = self.criterion(scores, codes)
         if self.training and self.queue.shape[1] > 0 and int(self.steps_done) >= self.queue_start_step:
-            self._enqueue([zi.detach() for zi in z[: self.views.n_global]])
+            self._enqueue([gather_detached(zi.detach()) for zi in z[: self.views.n_global]])
         return {"loss": loss, "embedding": z[0]}
 
     @torch.no_grad()
