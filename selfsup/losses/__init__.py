@@ -2,6 +2,8 @@
 from .barlow_twins import BarlowTwinsLoss
 from .byol import NegativeCosineSimilarity
 from .colorization import rebalanced_colour_loss
+from .consistency import (confidence_mask, kl_consistency, pseudo_label_loss, sharpen, tsa_cross_entropy,
+                          tsa_threshold)
 from .crossview import CrossViewInfoNCELoss
 from .dino import DINOLoss
 from .infonce import InfoNCELoss
@@ -14,4 +16,5 @@ from .vicreg import VICRegLoss, covariance_term, variance_term
 
 __all__ = ["BarlowTwinsLoss", "CrossViewInfoNCELoss", "DINOLoss", "InfoNCELoss", "NCELoss", "NegativeCosineSimilarity",
            "NTXentLoss", "SwAVLoss", "TripletMarginLoss", "VICRegLoss", "covariance_term",
-           "masked_mse", "normalized_patch_mse", "rebalanced_colour_loss", "sinkhorn", "variance_term"]
+           "masked_mse", "normalized_patch_mse", "rebalanced_colour_loss", "sinkhorn", "variance_term",
+           "confidence_mask", "kl_consistency", "pseudo_label_loss", "sharpen", "tsa_cross_entropy", "tsa_threshold"]
