@@ -130,6 +130,15 @@ def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.n
     return ds.lr_grid[int(np.argmax(scores))]
 
 
+def finetuned_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray,
+                       seed: int) -> tuple[float, float]:
+    """Test accuracy of a classifier trained on ``indices`` from ``make_backbone()`` (random or pretrained
+    weights), and the learning rate picked for it inside ``indices`` (never on the test set)."""
+    lr = pick_lr(make_backbone, ds, indices, seed)
+    model = train_classifier(make_backbone, ds, indices, lr, seed)
+    return accuracy(model, ds.test, np.arange(len(ds.test)), ds), lr
+
+
 def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,
             out: Path, progress: bool = True) -> list[dict]:
     """One row per label budget: scratch and pretrained fine-tuning, linear probe and kNN (mean ± std)."""
@@ -146,7 +155,6 @@ def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int |
 
     pretrained = pretrained.to(ds.device)
     all_labels = np.asarray(ds.train.labels)
-    test_idx = np.arange(len(ds.test))
     test_feats, test_pos = extract_features(pretrained, ds.test, ds.normalization, ds.image_size, ds.device)
     test_labels = torch.from_numpy(np.asarray(ds.test.labels)[test_pos])
     rows = []
@@ -160,9 +168,9 @@ def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int |
             n_labels = len(subset)
             save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
             for init, make in (("scratch", from_scratch), ("pretrained", from_pretrained)):
-                lr = pick_lr(make, ds, subset, seed)
+                score, lr = finetuned_accuracy(make, ds, subset, seed)
+                results[init].append(score)
                 chosen[init].append(lr)
-                results[init].append(accuracy(train_classifier(make, ds, subset, lr, seed), ds.test, test_idx, ds))
             feats, pos = extract_features(pretrained, ds.train, ds.normalization, ds.image_size, ds.device, indices=subset)
             sub_labels = torch.from_numpy(all_labels[subset[pos]])
             scores, _ = linear_probe(feats, sub_labels, test_feats, ds.num_classes, seed)

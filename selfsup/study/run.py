@@ -42,7 +42,7 @@ from ..engine.runtime import resolve_device, seed_everything
 from ..errors import ConfigError, SelfSupError
 from ..evaluate.diagnostics import feature_diagnostics
 from ..evaluate.features import extract_features
-from ..evaluate.finetune import Downstream, accuracy, pick_lr, train_classifier
+from ..evaluate.finetune import Downstream, finetuned_accuracy
 from ..evaluate.knn import knn_predict, topk_accuracy
 from ..evaluate.linear import linear_probe
 from ..methods import METHODS
@@ -352,8 +352,7 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
     ds = Downstream(train=train, test=test, num_classes=num_classes, normalization=enc.normalization,
                     image_size=image_size, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
                     weight_decay=cfg.finetune_weight_decay, lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction)
-    lr = pick_lr(make, ds, subset, seed)
-    return accuracy(train_classifier(make, ds, subset, lr, seed), test, np.arange(len(test)), ds), lr
+    return finetuned_accuracy(make, ds, subset, seed)
 
 
 def _map_points(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
