@@ -12,6 +12,7 @@ import torch
 
 import distributed_worker as worker
 from selfsup.distributed import DistContext
+from selfsup.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +80,7 @@ def test_pretrain_on_two_processes_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6, msg=key)
 
 
-def test_devices_shorthand_checks_before_launching(tmp_path, capsys):
+def test_devices_shorthand_checks_before_launching(tmp_path, capsys, monkeypatch):
     """Bad input fails in the launcher with its usual exit code, before any worker starts."""
     from selfsup.cli import main, torchrun_command
 
@@ -88,3 +89,13 @@ def test_devices_shorthand_checks_before_launching(tmp_path, capsys):
     command = torchrun_command(["--devices", "2", "--data", "x", "--nodes=1", "--steps", "3"], 2, 1)
     assert command[1:] == ["-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m", "selfsup",
                            "--data", "x", "--steps", "3"]
+    for name in ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError, match="MASTER_ADDR, MASTER_PORT, NODE_RANK"):
+        torchrun_command(["--nodes", "2"], 4, 2)
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("NODE_RANK", "1")
+    assert torchrun_command(["--nodes", "2", "--steps", "3"], 4, 2)[3:] == [
+        "--nproc-per-node", "4", "--nnodes", "2", "--node-rank", "1", "--master-addr", "10.0.0.1", "--master-port",
+        "29500", "-m", "selfsup", "--steps", "3"]

@@ -72,6 +72,30 @@ def test_shards_are_listed_counted_and_indexed(shard_dir, tmp_path):
         list_shards(str(shard_dir / "pool-{00..04}.tar"))
 
 
+def test_shards_stream_over_http_and_from_a_pipe_through_an_index(shard_dir, tmp_path):
+    """Remote shards (a local HTTP server here) and pipe: commands stream like local files."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(shard_dir))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        index = tmp_path / "remote.json"
+        index.write_text(json.dumps({"shardlist": [{"url": f"{url}/pool-00.tar", "nsamples": 20},
+                                                   {"url": f"pipe:cat {shard_dir / 'pool-01.tar'}", "nsamples": 20}]}))
+        assert is_shard_spec(str(index))
+        pool = ShardedPool(str(index), shuffle_buffer=8)
+        pool.spec = spec_from_shape(pool.first_shape())
+        seen = torch.cat([i for i, _ in pool.epoch_batches(0, 0, 8, 5, 0, 0, 1, 0)])
+        assert sorted(seen.tolist()) == list(range(40))  # both shards read once, each sample once
+    finally:
+        server.shutdown()
+
+
 def _pool(shard_dir: Path) -> ShardedPool:
     pool = ShardedPool(str(shard_dir / "pool-{00..03}.tar"), shuffle_buffer=16)
     pool.spec = spec_from_shape(pool.first_shape())
