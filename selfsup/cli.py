@@ -127,6 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=S, metavar="DIR", help="study folder (default study/); re-run to continue it")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
+    p = sub.add_parser("semisup", help="semi-supervised training on few labels and the unlabeled pool: uda or fixmatch",
+                       description="Train a classifier on a class-balanced labeled subset and the unlabeled pool together "
+                                   "with a consistency loss (UDA or FixMatch), from random weights or a --checkpoint; "
+                                   "reports test accuracy.")
+    _common(p)
+    _data_flags(p, pool=True)
+    p.add_argument("--method", default=S, choices=["uda", "fixmatch"])
+    p.add_argument("--method-arg", action="append", default=S, metavar="KEY=VALUE", dest="method_args",
+                   help="e.g. threshold=0.95, weight=1, temperature=0.4 (UDA), tsa=exp|log|linear|null (UDA)")
+    p.add_argument("--checkpoint", default=S, metavar="PATH", help="start from this encoder (default: random weights)")
+    p.add_argument("--backbone", default=S, help="backbone when there is no checkpoint (default resnet18)")
+    p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"])
+    p.add_argument("--labels-per-class", default=S, metavar="N", help="one budget: N or all (default 10)")
+    p.add_argument("--seed", type=int, default=S, help="picks the labeled subset (the study's for that seed)")
+    p.add_argument("--steps", type=int, default=S)
+    p.add_argument("--batch-size", type=int, default=S, help="labeled images per step (default 64)")
+    p.add_argument("--unlabeled-ratio", type=int, default=S, help="unlabeled images per labeled one, μ (default: FixMatch 7, UDA 5)")
+    p.add_argument("--lr", type=float, default=S)
+    p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
+    p.add_argument("--out", default=S, metavar="DIR")
+    p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
+
     p = sub.add_parser("demo", help="the main job on an embedded default: pretrain, transfer, compare",
                        description="SimCLR on scikit-learn's digits, then fine-tune vs scratch at 1 and 10 labels per class.")
     _common(p)
@@ -220,6 +243,11 @@ def run(args: argparse.Namespace) -> dict:
         from .study.run import run_study
 
         return run_study(build_config(StudyConfig, *_split(args, skip)), progress=progress)
+    if args.command == "semisup":
+        from .config import SemisupConfig
+        from .semisup import run_semisup
+
+        return run_semisup(build_config(SemisupConfig, *_split(args, skip)), progress=progress)
     if args.command == "demo":
         from .demo import run_demo, run_demo_study
 

@@ -83,6 +83,32 @@ class FinetuneConfig(DataConfig):
 
 
 @dataclass
+class SemisupConfig(DataConfig):
+    """``selfsup semisup``: UDA or FixMatch on a labeled subset and the unlabeled pool."""
+
+    method: str = "fixmatch"
+    method_args: dict[str, Any] = field(default_factory=dict)  # e.g. {threshold: 0.95, weight: 1.0}
+    checkpoint: str | None = None  # start from this selfsup encoder; default: random weights
+    backbone: str = "resnet18"  # when there is no checkpoint
+    stem: str = "auto"
+    labels_per_class: str = "10"  # one budget; the study's balanced subset for --seed
+    seed: int = 0
+    steps: int = 1000
+    batch_size: int = 64  # labeled images per step (FixMatch: 64)
+    unlabeled_ratio: int | None = None  # μ, unlabeled images per labeled one; default the method's (7, UDA 5)
+    lr: float = 0.03
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    ema_decay: float | None = None  # default: the method's (FixMatch 0.999, UDA none)
+    checkpoint_every: int = 500
+    log_every: int = 10
+    device: str = "auto"
+    out: str = "runs/semisup"
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass
 class StudyConfig(DataConfig):
     """``selfsup study``: methods x label budgets x seeds x evaluations, and the report."""
 

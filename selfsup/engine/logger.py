@@ -12,18 +12,19 @@ COLUMNS = ["step", "epoch", "loss", "lr", "images_per_second", "seconds", "embed
 
 
 class MetricsLogger:
-    def __init__(self, out: Path, resume_step: int = 0) -> None:
+    def __init__(self, out: Path, resume_step: int = 0, columns: list[str] | None = None) -> None:
         self.path = out / "metrics.csv"
+        columns = columns or COLUMNS
         rows: list[dict] = []
         if resume_step and self.path.exists():
             with open(self.path) as f:
                 rows = [r for r in csv.DictReader(f) if r.get("step") and int(r["step"]) <= resume_step]
         with open(self.path, "w", newline="") as f:
-            writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(f, columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         self._file = open(self.path, "a", newline="")
-        self._csv = csv.DictWriter(self._file, COLUMNS, extrasaction="ignore")
+        self._csv = csv.DictWriter(self._file, columns, extrasaction="ignore")
         try:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -1,0 +1,219 @@
+"""``selfsup semisup``: train a classifier on a few labels and the unlabeled pool together.
+
+Per step: B labeled images (a class-balanced subset fixed by seed, the study's subsets), μB
+unlabeled ones, both drawn by a generator seeded by (seed, step) so a resumed run replays them;
+one forward pass over [labeled weak, unlabeled weak, unlabeled strong] (shared batch statistics, as
+FixMatch interleaves them); the method's supervised and consistency terms; SGD with Nesterov
+momentum and FixMatch's cosine decay lr·cos(7πk / 16K). The model starts from random weights or
+from any selfsup checkpoint. An EMA of the weights (FixMatch) is what is evaluated and saved. The
+test split is used once, at the end.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from ..backbones import build_backbone
+from ..backbones.io import load_backbone, save_encoder
+from ..config import SemisupConfig, build_config, load_yaml, save_yaml, to_dict
+from ..data.images import ImageSpec, Prepared, probe_spec
+from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, train_test
+from ..engine import checkpoint as ckpt
+from ..engine.logger import MetricsLogger
+from ..engine.optim import param_groups
+from ..engine.runtime import prepare_out, resolve_device, seed_everything, step_generator
+from ..engine.trainer import KILL_ENV
+from ..errors import ConfigError, NonFiniteLossError
+from ..evaluate.finetune import Classifier, accuracy
+from ..views import Normalization, estimate_normalization, eval_transform
+from ..views.randaugment import rand_augment
+from .methods import SEMISUP_METHODS
+
+log = logging.getLogger("selfsup")
+COLUMNS = ["step", "loss", "supervised_loss", "unlabeled_loss", "mask_rate", "lr", "images_per_second", "seconds"]
+
+
+def weak_view(images: torch.Tensor, generator: torch.Generator, shift: float = 0.125) -> torch.Tensor:
+    """FixMatch's weak augmentation of a uint8 batch: a horizontal flip (colour images, p = 0.5) and a
+    translation by up to ``shift`` of the side (reflect-padded, then cropped back)."""
+    b, c, h, w = images.shape
+    pad = int(round(shift * max(h, w)))
+    flips = torch.rand(b, generator=generator) < (0.5 if c == 3 else 0.0)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator)
+    x = torch.where(flips.to(images.device)[:, None, None, None], images.flip(-1), images)
+    padded = nn.functional.pad(x.float(), (pad, pad, pad, pad), mode="reflect").to(images.dtype) if pad else x
+    return torch.stack([padded[i, :, int(dy):int(dy) + h, int(dx):int(dx) + w] for i, (dy, dx) in enumerate(offsets)])
+
+
+def _cosine_lr(step: int, total: int, lr: float) -> float:
+    return lr * math.cos(7 * math.pi * step / (16 * total))
+
+
+@torch.no_grad()
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """ema ← d·ema + (1 − d)·model with d = min(decay, (1 + t)/(10 + t)): the average warms up over the
+    first steps (as TensorFlow's ExponentialMovingAverage with num_updates), so short runs are not
+    scored on weights still close to their initialization."""
+    decay = min(decay, (1 + step) / (10 + step))
+    for e, p in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point:
+            e.mul_(decay).add_(p, alpha=1 - decay)
+        else:
+            e.copy_(p)
+
+
+def _data(cfg: SemisupConfig, out: Path, info: dict | None) -> tuple[Prepared, Prepared, Prepared]:
+    """The labeled training set, the test set and the unlabeled pool, at one image spec."""
+    if not cfg.labeled:
+        raise ConfigError("semisup needs --labeled (a labeled folder, archive, .npz or 'digits')")
+    train, test = train_test(cfg.labeled, cfg.test, out)
+    if test is None or not train.has_labels:
+        raise ConfigError(f"{cfg.labeled} needs labels and a test split (train/ and test/, or labels to split)")
+    if info is not None:
+        spec = ImageSpec(channels=info["backbone"]["in_channels"], load_size=info["load_size"],
+                         image_size=info["image_size"])
+    else:
+        spec = probe_spec(train, cfg.image_size)
+    labeled, held_out = Prepared(train, spec, strict=cfg.strict), Prepared(test, spec, strict=cfg.strict)
+    if not cfg.data or cfg.data == cfg.labeled:
+        return labeled, held_out, labeled  # the labeled set's images, labels unused, are the pool
+    pool_train, _ = train_test(cfg.data, None, None)
+    return labeled, held_out, Prepared(pool_train, spec, strict=cfg.strict)
+
+
+def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
+    """Train (or resume) ``cfg.method`` in ``cfg.out``; returns what result.json holds."""
+    started = time.perf_counter()
+    out = Path(cfg.out)
+    if cfg.resume:
+        if not (out / "config.yaml").exists():
+            raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
+        cfg = build_config(SemisupConfig, load_yaml(out / "config.yaml"), {"resume": True, "device": cfg.device})
+    if cfg.method not in SEMISUP_METHODS:
+        raise ConfigError(f"unknown semi-supervised method {cfg.method!r} (known: {', '.join(SEMISUP_METHODS)})")
+    try:
+        method = SEMISUP_METHODS[cfg.method](**(cfg.method_args or {}))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.method}: {exc}") from None
+    budget = parse_labels_per_class(str(cfg.labels_per_class))
+    if len(budget) != 1:
+        raise ConfigError("--labels-per-class takes one budget here, e.g. 10 or all")
+    ratio = cfg.unlabeled_ratio if cfg.unlabeled_ratio is not None else method.unlabeled_ratio
+    if cfg.steps < 1 or cfg.batch_size < 1 or ratio < 1:
+        raise ConfigError("--steps, --batch-size and --unlabeled-ratio must be at least 1")
+    prepare_out(out, cfg.resume, cfg.overwrite)
+    device = resolve_device(cfg.device)
+    info = None
+    if cfg.checkpoint:
+        backbone, info = load_backbone(cfg.checkpoint)
+    labeled, test, pool = _data(cfg, out, info)
+    all_labels = np.asarray(labeled.labels)
+    num_classes = int(all_labels.max()) + 1
+    subset = labeled_subset(all_labels, cfg.seed, per_class=budget[0])
+    save_subset(out, f"{budget[0] or 'all'}-seed{cfg.seed}", [labeled.collection.keys[i] for i in subset])
+    if info is not None:
+        normalization = Normalization(**info["normalization"])
+    else:
+        normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
+        seed_everything(cfg.seed)
+        backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
+    seed_everything(cfg.seed)
+    model = Classifier(backbone, num_classes).to(device)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    groups = param_groups(model, cfg.weight_decay)
+    for g in groups:
+        g.pop("lars_exclude")
+    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    state = nn.ModuleDict({"model": model, "ema": ema})
+    folder, start = out / "checkpoints", 0
+    if cfg.resume and (latest := ckpt.latest_checkpoint(folder)) is not None:
+        start = ckpt.restore(latest, state, optimizer)["step"]
+        log.info("resuming %s from step %d of %d", out, start, cfg.steps)
+    elif not cfg.resume:
+        save_yaml(to_dict(cfg), out / "config.yaml")
+    meta = {"config": to_dict(cfg), "total_steps": cfg.steps}
+    ema_decay = cfg.ema_decay if cfg.ema_decay is not None else method.ema_decay
+
+    labels = torch.from_numpy(all_labels)
+    size = labeled.spec.image_size
+    n_unlabeled = cfg.batch_size * ratio
+    logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
+    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step", file=sys.stderr, disable=not progress)
+    loop_start, window = time.perf_counter(), time.perf_counter()
+    kill_at = int(os.environ.get(KILL_ENV, "-1"))
+    model.train()
+    try:
+        for step in range(start, cfg.steps):
+            generator = step_generator(cfg.seed, 11, step)
+            pick = subset[torch.randint(len(subset), (cfg.batch_size,), generator=generator).numpy()]
+            drawn = torch.randint(len(pool), (n_unlabeled,), generator=generator).numpy()
+            _, x_labeled = next(labeled.batches(pick, len(pick)))
+            _, x_pool = next(pool.batches(drawn, len(drawn)))
+            views = [weak_view(x_labeled, generator), weak_view(x_pool, generator),
+                     rand_augment(weak_view(x_pool, generator), generator)]
+            batch = torch.cat([eval_transform(v.to(device), size, normalization) for v in views])
+            lr_now = _cosine_lr(step, cfg.steps, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_now
+            logits = model(batch)
+            sup_logits, weak_logits, strong_logits = logits.split([len(pick), n_unlabeled, n_unlabeled])
+            supervised = method.supervised(sup_logits, labels[pick].to(device), step, cfg.steps)
+            unlabeled, mask_rate = method.unlabeled(weak_logits, strong_logits)
+            loss = supervised + unlabeled
+            if not torch.isfinite(loss):
+                kept = ckpt.latest_checkpoint(folder)
+                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; stopped, "
+                                         f"{'last good checkpoint: ' + str(kept) if kept else 'no checkpoint yet'}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if ema_decay > 0:
+                _ema_update(ema, model, ema_decay, step)
+            done = step + 1
+            bar.update(1)
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                now = time.perf_counter()
+                images = cfg.log_every * (cfg.batch_size + 2 * n_unlabeled)
+                logger.log({"step": done, "loss": loss.item(), "supervised_loss": supervised.item(),
+                            "unlabeled_loss": unlabeled.item(), "mask_rate": mask_rate.item(), "lr": lr_now,
+                            "images_per_second": round(images / max(now - window, 1e-9), 2),
+                            "seconds": round(now - loop_start, 3)})
+                window = now
+                bar.set_postfix(loss=f"{loss.item():.3f}", mask=f"{mask_rate.item():.2f}")
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                ckpt.save_checkpoint(folder, done, state, optimizer, meta)
+            if done == kill_at:  # test hook, as in pretraining
+                os.kill(os.getpid(), signal.SIGKILL)
+    finally:
+        bar.close()
+        logger.close()
+    evaluated = ema if ema_decay > 0 else model
+    scoring = SimpleNamespace(device=device, image_size=size, normalization=normalization)
+    test_accuracy = accuracy(evaluated, test, np.arange(len(test)), scoring)  # type: ignore[arg-type]
+    save_encoder(out, evaluated.backbone, normalization, size, labeled.spec.load_size,
+                 {"method": cfg.method, "steps": cfg.steps})
+    ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in evaluated.head.state_dict().items()},
+                             out / "head.safetensors")
+    result = {"method": cfg.method, "labels_per_class": budget[0] if budget[0] is not None else "all",
+              "n_labels": len(subset), "seed": cfg.seed, "steps": cfg.steps, "checkpoint": cfg.checkpoint,
+              "test_accuracy": test_accuracy, "evaluated": "ema" if ema_decay > 0 else "model",
+              "train_seconds": round(time.perf_counter() - loop_start, 3),
+              "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
+    ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+__all__ = ["run_semisup", "weak_view"]
