@@ -34,8 +34,7 @@ def test_weak_view_flips_and_shifts_within_an_eighth():
 @pytest.mark.parametrize("method", ["fixmatch", "uda"])
 def test_a_method_trains_on_few_labels_and_writes_its_run(method, tmp_path):
     cfg = SemisupConfig(method=method, labeled="digits", backbone="small-convnet", labels_per_class="2", steps=40,
-                        batch_size=16, unlabeled_ratio=3, out=str(tmp_path / method), log_every=10,
-                        method_args={"tsa": None} if method == "uda" else {})
+                        batch_size=16, unlabeled_ratio=3, out=str(tmp_path / method), log_every=10)
     torch.set_num_threads(1)
     result = run_semisup(cfg, progress=False)
     assert result["n_labels"] == 20 and result["steps"] == 40

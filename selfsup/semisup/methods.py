@@ -23,11 +23,12 @@ class UDA:
     L = CE_TSA(labeled) + λ · (1/μB) Σ_u 1(max p(y|x_u) ≥ β) · KL(sharpen(p(y|x_u), T) ‖ p(y|x̂_u))
     (equation 1 with training signal annealing, section 3.2, and confidence masking and sharpening,
     section 3.3). The official image code (google-research/uda, CIFAR-10 with 4,000 labels, 5
-    unlabeled images per labeled one) turns all three off; they are on by default here because the
-    budgets selfsup studies are far smaller, the case the paper introduced them for: ``tsa=null``,
-    ``threshold=0`` and ``temperature=1`` turn them off. TSA's schedule: "linear" by default, "exp"
-    releases the labels late (the paper's advice when a few labels are easily overfit, for long
-    runs), "log" early.
+    unlabeled images per labeled one) turns all three off. Here masking (β = 0.8) and sharpening
+    (T = 0.4) are on by default, for the far smaller budgets selfsup studies, and TSA is off: on
+    digits with 2 labels per class and 300 steps, linear TSA cost 17 points (59.1% against 76.6%),
+    since it withholds the few labels for most of a short run. ``tsa=linear|log|exp`` turns it on
+    ("exp" releases the labels late, the paper's advice for long runs on few labels, "log" early);
+    ``threshold=0`` and ``temperature=1`` turn masking and sharpening off.
     """
 
     name: ClassVar[str] = "uda"
@@ -36,7 +37,7 @@ class UDA:
     weight: float = 1.0  # λ
     temperature: float = 0.4  # T of the sharpened target
     threshold: float = 0.8  # β of the confidence mask
-    tsa: str | None = "linear"
+    tsa: str | None = None
 
     def __post_init__(self) -> None:
         if self.tsa is not None and self.tsa not in TSA_SCHEDULES:
