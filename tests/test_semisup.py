@@ -77,3 +77,20 @@ def test_bad_input_is_a_usage_error(tmp_path, capsys):
     assert main(["semisup", *SMALL, "--method-arg", "tsa=cosine", "--method", "uda", "--out", str(tmp_path / "b")]) == 2
     assert "tsa" in capsys.readouterr().err
     assert main(["semisup", *SMALL, "--method-arg", "nope=1", "--out", str(tmp_path / "c")]) == 2
+
+
+def test_training_starts_from_a_pretrained_checkpoint(tmp_path):
+    """With --checkpoint the classifier's backbone starts from the encoder's weights (lr 0 keeps them)."""
+    from selfsup.config import PretrainConfig
+    from selfsup.engine.trainer import pretrain
+
+    torch.set_num_threads(1)
+    pretrain(PretrainConfig(data="digits", backbone="small-convnet", steps=3, batch_size=32, out=str(tmp_path / "pre")),
+             progress=False)
+    run_semisup(SemisupConfig(labeled="digits", checkpoint=str(tmp_path / "pre"), labels_per_class="1", steps=2,
+                              batch_size=8, unlabeled_ratio=2, lr=0.0, out=str(tmp_path / "semi")), progress=False)
+    before, after = load_file(tmp_path / "pre" / "encoder.safetensors"), load_file(tmp_path / "semi" / "encoder.safetensors")
+    weights = [k for k in before if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert weights and before.keys() == after.keys()
+    for key in weights:
+        torch.testing.assert_close(after[key], before[key], msg=key)
