@@ -13,6 +13,7 @@ here is the identity, and nothing else changes.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -146,9 +147,10 @@ def wrap_data_parallel(method: torch.nn.Module, context: DistContext, device: to
                                                     for m in method.modules()):
         log.warning("SyncBatchNorm needs CUDA: on CPUs each of the %d processes normalizes its own share "
                     "of the batch", context.world_size)
-    needs_unused = getattr(method, "has_unused_parameters", False)
-    return DDP(method, device_ids=[device.index] if device.type == "cuda" else None, forward_sync_buffers=False,
-               find_unused_parameters=needs_unused)
+    # PyTorch renamed broadcast_buffers to forward_sync_buffers; older releases (>= 2.3 is supported) lack it.
+    no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters
+               else {"broadcast_buffers": False})
+    return DDP(method, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
 def share_plan(method: torch.nn.Module, plan: np.ndarray, device: torch.device) -> np.ndarray:
