@@ -124,6 +124,7 @@ class StudyConfig(DataConfig):
     pretrain: dict[str, Any] = field(default_factory=dict)  # other pretrain keys shared by every method
     per_method: dict[str, Any] = field(default_factory=dict)  # METHOD: {pretrain keys}, e.g. views
     finetune_steps: int = 200  # optimizer steps of every scratch and fine-tuning run
+    semisup_steps: int | None = None  # steps of every semi-supervised run (uda, fixmatch, NAME+fixmatch); default finetune_steps
     finetune_batch_size: int = 64
     lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
     finetune_weight_decay: float = 5e-4

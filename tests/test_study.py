@@ -270,6 +270,28 @@ def test_study_reuses_checkpoints_and_refuses_bad_input(study, tmp_path, capsys)
     assert "holds a study of other data" in capsys.readouterr().err
 
 
+def test_study_adds_semi_supervised_rows_from_random_and_pretrained_weights(study, tmp_path, capsys):
+    """`--methods fixmatch,simclr+fixmatch`: FixMatch from random weights of SimCLR's architecture and from
+    SimCLR's weights, on the same subsets, as rows of evaluation "semisup" with their own plot panel."""
+    out = tmp_path / "semi"
+    config = tmp_path / "semi.yaml"
+    config.write_text(json.dumps({**CONFIG, "semisup_steps": 3, "finetune_batch_size": 8}))
+    code = main(["study", "--labeled", "digits", "--methods", "fixmatch,simclr+fixmatch", "--checkpoint",
+                 f"simclr={study / 'pretrain' / 'simclr'}", "--labels-per-class", "2", "--seeds", "1",
+                 "--evaluations", "knn", "--quiet", "--json", "--config", str(config), "--out", str(out)])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["method"], r["evaluation"]): r for r in result["rows"]}
+    assert set(rows) == {("simclr", "knn"), ("fixmatch", "semisup"), ("simclr+fixmatch", "semisup")}
+    assert all(0 <= r["accuracy"] <= 1 and r["n_labels"] == 20 and r["backbone"] == "small-convnet"
+               for r in rows.values())
+    assert "semi-supervised" in (out / "report.html").read_text()
+    for methods, message in (("fixmatch", "add one"), ("simclr,nope+fixmatch", "nope is neither"),
+                             ("simclr,simclr+mixmatch", "not a semi-supervised method")):
+        assert main(["study", "--data", "digits", "--methods", methods, "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_study_config_defaults_cover_the_issue():
     cfg = build_config(StudyConfig, {}, {})
     assert cfg.labels_per_class == "1,10,100,all" and cfg.seeds == 3

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,7 +27,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from ..backbones import build_backbone
+from ..backbones import Backbone, build_backbone
 from ..backbones.io import load_backbone, save_encoder
 from ..config import SemisupConfig, build_config, load_yaml, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared, probe_spec
@@ -40,7 +41,7 @@ from ..errors import ConfigError, NonFiniteLossError
 from ..evaluate.finetune import Classifier, accuracy
 from ..views import Normalization, estimate_normalization, eval_transform
 from ..views.randaugment import rand_augment
-from .methods import SEMISUP_METHODS
+from .methods import SEMISUP_METHODS, UDA, FixMatch
 
 log = logging.getLogger("selfsup")
 COLUMNS = ["step", "loss", "supervised_loss", "unlabeled_loss", "mask_rate", "lr", "images_per_second", "seconds"]
@@ -73,6 +74,96 @@ def _ema_update(ema: nn.Module, model: nn.Module, decay: float, step: int) -> No
             e.mul_(decay).add_(p, alpha=1 - decay)
         else:
             e.copy_(p)
+
+
+@dataclass
+class SemisupRun:
+    """Everything one semi-supervised training shares: the model and its EMA, the optimizer, the data."""
+
+    method: UDA | FixMatch
+    model: Classifier
+    ema: Classifier
+    optimizer: torch.optim.Optimizer
+    labeled: Prepared
+    pool: Prepared
+    subset: np.ndarray
+    normalization: Normalization
+    steps: int
+    batch_size: int
+    ratio: int
+    lr: float
+    ema_decay: float
+    seed: int
+    device: torch.device
+
+    @classmethod
+    def build(cls, method: UDA | FixMatch, backbone: Backbone, labeled: Prepared, pool: Prepared, subset: np.ndarray,
+              normalization: Normalization, num_classes: int, steps: int, batch_size: int, ratio: int | None, lr: float,
+              momentum: float, weight_decay: float, ema_decay: float | None, seed: int,
+              device: torch.device) -> "SemisupRun":
+        seed_everything(seed)
+        model = Classifier(backbone, num_classes).to(device)
+        groups = param_groups(model, weight_decay)
+        for g in groups:
+            g.pop("lars_exclude")
+        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+        return cls(method, model, copy.deepcopy(model).requires_grad_(False), optimizer, labeled, pool, subset,
+                   normalization, steps, batch_size, ratio if ratio is not None else method.unlabeled_ratio, lr,
+                   ema_decay if ema_decay is not None else method.ema_decay, seed, device)
+
+    @property
+    def evaluated(self) -> Classifier:
+        """FixMatch's EMA of the weights, or the weights themselves."""
+        return self.ema if self.ema_decay > 0 else self.model
+
+    def step(self, step: int) -> dict[str, torch.Tensor]:
+        """One optimizer step on a labeled and an unlabeled batch drawn by (seed, step)."""
+        generator = step_generator(self.seed, 11, step)
+        n_unlabeled = self.batch_size * self.ratio
+        pick = self.subset[torch.randint(len(self.subset), (self.batch_size,), generator=generator).numpy()]
+        drawn = torch.randint(len(self.pool), (n_unlabeled,), generator=generator).numpy()
+        _, x_labeled = next(self.labeled.batches(pick, len(pick)))
+        _, x_pool = next(self.pool.batches(drawn, len(drawn)))
+        views = [weak_view(x_labeled, generator), weak_view(x_pool, generator),
+                 rand_augment(weak_view(x_pool, generator), generator)]
+        size = self.labeled.spec.image_size
+        batch = torch.cat([eval_transform(v.to(self.device), size, self.normalization) for v in views])
+        lr_now = _cosine_lr(step, self.steps, self.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_now
+        self.model.train()
+        sup_logits, weak_logits, strong_logits = self.model(batch).split([len(pick), n_unlabeled, n_unlabeled])
+        labels = torch.from_numpy(np.asarray(self.labeled.labels)[pick]).to(self.device)
+        supervised = self.method.supervised(sup_logits, labels, step, self.steps)
+        unlabeled, mask_rate = self.method.unlabeled(weak_logits, strong_logits)
+        loss = supervised + unlabeled
+        if not torch.isfinite(loss):
+            return {"loss": loss.detach()}  # the caller stops before this step touches the weights
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.ema_decay > 0:
+            _ema_update(self.ema, self.model, self.ema_decay, step)
+        return {"loss": loss.detach(), "supervised_loss": supervised.detach(), "unlabeled_loss": unlabeled.detach(),
+                "mask_rate": mask_rate.detach(), "lr": torch.tensor(lr_now)}
+
+    def test_accuracy(self, test: Prepared) -> float:
+        scoring = SimpleNamespace(device=self.device, image_size=self.labeled.spec.image_size,
+                                  normalization=self.normalization)
+        return accuracy(self.evaluated, test, np.arange(len(test)), scoring)  # type: ignore[arg-type]
+
+
+def semisup_accuracy(method: UDA | FixMatch, backbone: Backbone, labeled: Prepared, pool: Prepared, test: Prepared,
+                     subset: np.ndarray, normalization: Normalization, num_classes: int, steps: int, batch_size: int,
+                     seed: int, device: torch.device, lr: float = 0.03) -> float:
+    """Test accuracy after ``steps`` of ``method`` from ``backbone`` (the study's semisup rows): the
+    command's defaults, no checkpoints."""
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, steps, batch_size,
+                           None, lr, 0.9, 5e-4, None, seed, device)
+    for step in range(steps):
+        if not torch.isfinite(run.step(step)["loss"]):
+            raise NonFiniteLossError(f"{method.name}: non-finite loss at step {step}")
+    return run.test_accuracy(test)
 
 
 def _data(cfg: SemisupConfig, out: Path, info: dict | None) -> tuple[Prepared, Prepared, Prepared]:
@@ -111,8 +202,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     budget = parse_labels_per_class(str(cfg.labels_per_class))
     if len(budget) != 1:
         raise ConfigError("--labels-per-class takes one budget here, e.g. 10 or all")
-    ratio = cfg.unlabeled_ratio if cfg.unlabeled_ratio is not None else method.unlabeled_ratio
-    if cfg.steps < 1 or cfg.batch_size < 1 or ratio < 1:
+    if cfg.steps < 1 or cfg.batch_size < 1 or (cfg.unlabeled_ratio is not None and cfg.unlabeled_ratio < 1):
         raise ConfigError("--steps, --batch-size and --unlabeled-ratio must be at least 1")
     prepare_out(out, cfg.resume, cfg.overwrite)
     device = resolve_device(cfg.device)
@@ -130,90 +220,57 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
         normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
         seed_everything(cfg.seed)
         backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
-    seed_everything(cfg.seed)
-    model = Classifier(backbone, num_classes).to(device)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    groups = param_groups(model, cfg.weight_decay)
-    for g in groups:
-        g.pop("lars_exclude")
-    optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-    state = nn.ModuleDict({"model": model, "ema": ema})
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg.steps,
+                           cfg.batch_size, cfg.unlabeled_ratio, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.ema_decay,
+                           cfg.seed, device)
+    state = nn.ModuleDict({"model": run.model, "ema": run.ema})
     folder, start = out / "checkpoints", 0
     if cfg.resume and (latest := ckpt.latest_checkpoint(folder)) is not None:
-        start = ckpt.restore(latest, state, optimizer)["step"]
+        start = ckpt.restore(latest, state, run.optimizer)["step"]
         log.info("resuming %s from step %d of %d", out, start, cfg.steps)
     elif not cfg.resume:
         save_yaml(to_dict(cfg), out / "config.yaml")
     meta = {"config": to_dict(cfg), "total_steps": cfg.steps}
-    ema_decay = cfg.ema_decay if cfg.ema_decay is not None else method.ema_decay
-
-    labels = torch.from_numpy(all_labels)
-    size = labeled.spec.image_size
-    n_unlabeled = cfg.batch_size * ratio
     logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step", file=sys.stderr, disable=not progress)
     loop_start, window = time.perf_counter(), time.perf_counter()
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
-    model.train()
     try:
         for step in range(start, cfg.steps):
-            generator = step_generator(cfg.seed, 11, step)
-            pick = subset[torch.randint(len(subset), (cfg.batch_size,), generator=generator).numpy()]
-            drawn = torch.randint(len(pool), (n_unlabeled,), generator=generator).numpy()
-            _, x_labeled = next(labeled.batches(pick, len(pick)))
-            _, x_pool = next(pool.batches(drawn, len(drawn)))
-            views = [weak_view(x_labeled, generator), weak_view(x_pool, generator),
-                     rand_augment(weak_view(x_pool, generator), generator)]
-            batch = torch.cat([eval_transform(v.to(device), size, normalization) for v in views])
-            lr_now = _cosine_lr(step, cfg.steps, cfg.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_now
-            logits = model(batch)
-            sup_logits, weak_logits, strong_logits = logits.split([len(pick), n_unlabeled, n_unlabeled])
-            supervised = method.supervised(sup_logits, labels[pick].to(device), step, cfg.steps)
-            unlabeled, mask_rate = method.unlabeled(weak_logits, strong_logits)
-            loss = supervised + unlabeled
-            if not torch.isfinite(loss):
+            scalars = run.step(step)
+            if not torch.isfinite(scalars["loss"]):
                 kept = ckpt.latest_checkpoint(folder)
-                raise NonFiniteLossError(f"non-finite loss ({loss.item()}) at step {step}; stopped, "
+                raise NonFiniteLossError(f"non-finite loss ({scalars['loss'].item()}) at step {step}; stopped, "
                                          f"{'last good checkpoint: ' + str(kept) if kept else 'no checkpoint yet'}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if ema_decay > 0:
-                _ema_update(ema, model, ema_decay, step)
             done = step + 1
             bar.update(1)
             if done % cfg.log_every == 0 or done == cfg.steps:
                 now = time.perf_counter()
-                images = cfg.log_every * (cfg.batch_size + 2 * n_unlabeled)
-                logger.log({"step": done, "loss": loss.item(), "supervised_loss": supervised.item(),
-                            "unlabeled_loss": unlabeled.item(), "mask_rate": mask_rate.item(), "lr": lr_now,
+                images = cfg.log_every * run.batch_size * (1 + 2 * run.ratio)
+                logger.log({"step": done, **{k: v.item() for k, v in scalars.items()},
                             "images_per_second": round(images / max(now - window, 1e-9), 2),
                             "seconds": round(now - loop_start, 3)})
                 window = now
-                bar.set_postfix(loss=f"{loss.item():.3f}", mask=f"{mask_rate.item():.2f}")
+                bar.set_postfix(loss=f"{scalars['loss'].item():.3f}", mask=f"{scalars['mask_rate'].item():.2f}")
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                ckpt.save_checkpoint(folder, done, state, optimizer, meta)
+                ckpt.save_checkpoint(folder, done, state, run.optimizer, meta)
             if done == kill_at:  # test hook, as in pretraining
                 os.kill(os.getpid(), signal.SIGKILL)
     finally:
         bar.close()
         logger.close()
-    evaluated = ema if ema_decay > 0 else model
-    scoring = SimpleNamespace(device=device, image_size=size, normalization=normalization)
-    test_accuracy = accuracy(evaluated, test, np.arange(len(test)), scoring)  # type: ignore[arg-type]
-    save_encoder(out, evaluated.backbone, normalization, size, labeled.spec.load_size,
+    test_accuracy = run.test_accuracy(test)
+    save_encoder(out, run.evaluated.backbone, normalization, labeled.spec.image_size, labeled.spec.load_size,
                  {"method": cfg.method, "steps": cfg.steps})
-    ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in evaluated.head.state_dict().items()},
+    ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in run.evaluated.head.state_dict().items()},
                              out / "head.safetensors")
     result = {"method": cfg.method, "labels_per_class": budget[0] if budget[0] is not None else "all",
               "n_labels": len(subset), "seed": cfg.seed, "steps": cfg.steps, "checkpoint": cfg.checkpoint,
-              "test_accuracy": test_accuracy, "evaluated": "ema" if ema_decay > 0 else "model",
+              "test_accuracy": test_accuracy, "evaluated": "ema" if run.ema_decay > 0 else "model",
               "train_seconds": round(time.perf_counter() - loop_start, 3),
               "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
     ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
 
 
-__all__ = ["run_semisup", "weak_view"]
+__all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "weak_view"]

@@ -9,7 +9,7 @@ import torch
 from .results import Summary
 
 EVALUATION_TITLES = {"finetune": "fine-tuned from the pretrained encoder", "linear": "linear probe (frozen)",
-                     "knn": "kNN (frozen)"}
+                     "knn": "kNN (frozen)", "semisup": "semi-supervised (labeled + unlabeled)"}
 
 
 def _pyplot():

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-EVALUATIONS = ("scratch", "finetune", "linear", "knn")
+EVALUATIONS = ("scratch", "finetune", "linear", "knn")  # per checkpoint; semi-supervised rows are "semisup"
 ROW_FIELDS = ("method", "evaluation", "budget", "labels_per_class", "n_labels", "seed", "accuracy", "seconds",
               "chosen", "backbone")
 
@@ -77,7 +77,7 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[Summary]:
         acc = np.array([r["accuracy"] for r in items], dtype=float)
         out.append(Summary(method, evaluation, budget, int(np.mean([r["n_labels"] for r in items])),
                            float(acc.mean()), float(acc.std()), len(items)))
-    order = {e: i for i, e in enumerate(EVALUATIONS)}
+    order = {e: i for i, e in enumerate(EVALUATIONS + ("semisup",))}
     return sorted(out, key=lambda s: (s.method != "scratch", s.method, order.get(s.evaluation, 9), s.n_labels))
 
 

@@ -46,6 +46,8 @@ from ..evaluate.finetune import Downstream, finetuned_accuracy
 from ..evaluate.knn import knn_predict, topk_accuracy
 from ..evaluate.linear import linear_probe
 from ..methods import METHODS
+from ..semisup.methods import SEMISUP_METHODS
+from ..semisup.train import semisup_accuracy
 from ..views import Normalization
 from .plots import plot_embedding_maps, plot_label_efficiency, tsne_2d
 from .report import environment, write_report
@@ -80,6 +82,39 @@ class Encoder:
     @property
     def architecture(self) -> str:
         return json.dumps([self.info["backbone"], self.info["image_size"]], sort_keys=True)
+
+
+@dataclass
+class SemisupEntry:
+    """A semi-supervised row of the study: ``uda`` / ``fixmatch`` from random weights of ``encoder``'s
+    architecture, or ``NAME+fixmatch`` from checkpoint NAME's weights."""
+
+    name: str
+    method: str
+    encoder: Encoder
+    pretrained: bool
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.encoder.info
+
+    @property
+    def scratch(self) -> str:
+        return self.encoder.scratch
+
+
+def _semisup_entries(entries: list[str], names: list[str]) -> list[tuple[str, str, str | None]]:
+    """(entry, semi-supervised method, base checkpoint name or None) for each semi-supervised entry."""
+    out = []
+    for entry in entries:
+        base, _, method = entry.rpartition("+")
+        if method not in SEMISUP_METHODS:
+            raise ConfigError(f"--methods: {entry}: {method} is not a semi-supervised method "
+                              f"({', '.join(SEMISUP_METHODS)})")
+        if base and base not in names:
+            raise ConfigError(f"--methods: {entry}: {base} is neither pretrained in this study nor given as --checkpoint")
+        out.append((entry, method, base or None))
+    return out
 
 
 def _names(text: str) -> list[str]:
@@ -197,9 +232,15 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the study in ``cfg.out``; returns what results.json holds, plus paths."""
     started = time.perf_counter()
     checkpoints = {str(k): str(v) for k, v in (cfg.checkpoints or {}).items()}
-    names = _names(cfg.methods) + [n for n in checkpoints if n not in _names(cfg.methods)]
+    listed = _names(cfg.methods)
+    semisup_listed = [n for n in listed if n in SEMISUP_METHODS or "+" in n]
+    listed = [n for n in listed if n not in semisup_listed]
+    names = listed + [n for n in checkpoints if n not in listed]
     if not names:
-        raise ConfigError("study needs --methods or --checkpoint NAME=PATH")
+        raise ConfigError("study needs --methods or --checkpoint NAME=PATH" + (
+            " (semi-supervised rows train the architecture of a pretrained method or checkpoint: add one)"
+            if semisup_listed else ""))
+    semisup_specs = _semisup_entries(semisup_listed, names)
     for name in names:
         if name not in checkpoints:
             METHODS.get(name)
@@ -231,6 +272,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
         backbone, info = load_backbone(path)
         encoders.append(Encoder(name, path, backbone.to(device), info))
     architectures = sorted({e.architecture for e in encoders})
+    by_name = {e.name: e for e in encoders}
+    semisup = [SemisupEntry(entry, method, by_name[base] if base else encoders[0], base is not None)
+               for entry, method, base in semisup_specs]
     for enc in encoders:
         if len(architectures) > 1:
             enc.scratch = f"scratch ({enc.info['backbone']['name']})"
@@ -288,16 +332,22 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
                         done_arch.add(enc.architecture)
                         units.append((enc, "scratch", per_class, seed))
             units += [(enc, e, per_class, seed) for enc in encoders for e in evaluations if e != "scratch"]
+            units += [(entry, "semisup", per_class, seed) for entry in semisup]
     todo = [u for u in units if ((u[0].scratch if u[1] == "scratch" else u[0].name), u[1], budget_name(u[2]), u[3])
             not in results]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
                disable=not progress)
+    pool: Prepared | None = None  # the unlabeled images of the semi-supervised rows, decoded when first needed
     for enc, evaluation, per_class, seed in todo:
         subset = labeled_subset(labels, seed, per_class=per_class)
         save_subset(out, f"{budget_name(per_class)}-seed{seed}", [train_c.keys[i] for i in subset])
         t0 = time.perf_counter()
         if evaluation in ("linear", "knn"):
             acc, chosen = _frozen_score(enc, evaluation, subset, labels, num_classes, seed, cfg)
+        elif evaluation == "semisup":
+            if pool is None:
+                pool = _pool(cfg, labeled, enc.encoder, train_of[enc.encoder.name][0], progress)
+            acc, chosen = _semisup(enc, subset, seed, cfg, train_of[enc.encoder.name], pool, num_classes, device)
         else:
             acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, train_of[enc.name], num_classes, device)
         name = enc.scratch if evaluation == "scratch" else enc.name
@@ -330,8 +380,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     atomic_write_text(timings_path, json.dumps(timings, indent=1))
     extra = {"diagnostics": diagnostics, "timings": timings, "environment": environment(str(device)),
              "test_set": f"{test_c.name} ({len(test_c)} images)", "labeled_set": f"{train_c.name} ({len(train_c)} images)"}
-    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in encoders})
-    report = write_report(out, payload, summary, to_dict(cfg), title=f"selfsup study: {', '.join(names)}")
+    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in [*encoders, *semisup]})
+    report = write_report(out, payload, summary, to_dict(cfg),
+                          title=f"selfsup study: {', '.join(names + [e.name for e in semisup])}")
     return {**payload, "out": str(out), "report": str(report), "seconds": round(time.perf_counter() - started, 3)}
 
 
@@ -353,6 +404,30 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
                     image_size=image_size, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
                     weight_decay=cfg.finetune_weight_decay, lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction)
     return finetuned_accuracy(make, ds, subset, seed)
+
+
+def _pool(cfg: StudyConfig, labeled: str, encoder: Encoder, labeled_train: Prepared, progress: bool) -> Prepared:
+    """The unlabeled pool: --data when it is not the labeled set itself, else the labeled images."""
+    if not cfg.data or cfg.data == labeled:
+        return labeled_train
+    pool_c, _ = train_test(cfg.data, None, None)
+    return Prepared(pool_c, encoder.image_spec, strict=cfg.strict, progress=progress)
+
+
+def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfig, data: tuple[Prepared, Prepared],
+             pool: Prepared, num_classes: int, device: torch.device) -> tuple[float, float]:
+    """Test accuracy of UDA or FixMatch on ``subset`` and the pool, from random or pretrained weights."""
+    enc = entry.encoder
+    seed_everything(seed)
+    backbone = build_from_spec(BackboneSpec(**enc.info["backbone"]), enc.info["image_size"])
+    if entry.pretrained:
+        backbone.load_state_dict(enc.backbone.state_dict())
+    train, test = data
+    lr = 0.03
+    acc = semisup_accuracy(SEMISUP_METHODS[entry.method](), backbone, train, pool, test, subset, enc.normalization,
+                           num_classes, cfg.semisup_steps or cfg.finetune_steps, cfg.finetune_batch_size, seed, device,
+                           lr=lr)
+    return acc, lr
 
 
 def _map_points(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
