@@ -18,6 +18,7 @@ from .errors import ConfigError, SelfSupError
 
 log = logging.getLogger("selfsup")
 S = argparse.SUPPRESS  # flags not given stay absent, so the config file's values survive
+NOT_SETTINGS = ("command", "config", "json", "quiet", "protocol", "devices", "nodes")  # flags that are no config key
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -225,7 +226,7 @@ def run(args: argparse.Namespace) -> dict:
     from .config import EvalConfig, FinetuneConfig, PretrainConfig, StudyConfig, build_config
 
     progress = not args.quiet
-    skip = ("command", "config", "json", "quiet", "protocol", "devices", "nodes")
+    skip = NOT_SETTINGS
     if args.command == "pretrain":
         from .engine.trainer import pretrain
 
@@ -316,13 +317,13 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
     """Re-run this command under torchrun, after the checks that need no worker (so a bad flag, method
     or output folder still exits 2 here); rank 0 of the workers prints the result."""
     import subprocess
+    from pathlib import Path
 
     from .config import PretrainConfig, build_config
     from .engine.runtime import prepare_out
     from .methods import METHODS
-    from pathlib import Path
 
-    cfg = build_config(PretrainConfig, *_split(args, ("command", "config", "json", "quiet", "devices", "nodes")))
+    cfg = build_config(PretrainConfig, *_split(args, NOT_SETTINGS))
     METHODS.get(cfg.method)
     if not cfg.data and not cfg.resume:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")

@@ -184,6 +184,14 @@ def build_config(cls: type[C], file_values: dict[str, Any], flag_values: dict[st
     return cls(**merged)
 
 
+def resumed_config(cls: type[C], out: Path, keep: dict[str, Any]) -> C:
+    """The saved config of the run in ``out`` for ``--resume``, with ``keep`` (this call's settings of the
+    machine rather than of the run: device, workers) taking precedence."""
+    if not (out / "config.yaml").exists():
+        raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
+    return build_config(cls, load_yaml(out / "config.yaml"), {"resume": True, **keep})
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         with open(path) as f:

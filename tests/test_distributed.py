@@ -28,7 +28,7 @@ def two_process_results(tmp_path_factory) -> dict:
     tmp_path = tmp_path_factory.mktemp("ddp")
     done = _torchrun([str(ROOT / "tests" / "distributed_worker.py"), str(tmp_path / "ranks.pt")], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    return torch.load(tmp_path / "ranks.pt")
+    return torch.load(tmp_path / "ranks.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("name", sorted(worker.SMALL))

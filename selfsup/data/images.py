@@ -41,6 +41,11 @@ class ImageSpec:
     load_size: int
     image_size: int
 
+    @classmethod
+    def of_encoder(cls, info: dict) -> "ImageSpec":
+        """The sizes a saved encoder was trained at (its encoder.json)."""
+        return cls(channels=info["backbone"]["in_channels"], load_size=info["load_size"], image_size=info["image_size"])
+
     @property
     def cached(self) -> bool:
         return self.load_size <= SMALL_IMAGE_MAX

@@ -90,25 +90,32 @@ def open_shard(url: str) -> IO[bytes]:
         raise SelfSupError(f"cannot open shard {url}: {reason(exc)}") from None
 
 
+def member_key(name: str) -> tuple[str, str] | None:
+    """(sample key, lower-case extension) of a tar member, as WebDataset groups them: the path up to
+    the first dot of the file name; None for names without one and macOS ``._`` resource forks."""
+    folder, _, base = name.rpartition("/")
+    stem, dot, extension = base.partition(".")
+    if not dot or stem.startswith("._"):
+        return None
+    return (f"{folder}/{stem}" if folder else stem), extension.lower()
+
+
 def samples(stream: IO[bytes], url: str) -> Iterator[tuple[str, dict[str, bytes]]]:
     """(key, {extension: bytes}) for each sample of a tar stream, in the order it was written."""
     key, fields = None, {}
     try:
         with tarfile.open(fileobj=stream, mode="r|*") as tar:
             for member in tar:
-                if not member.isfile():
+                parsed = member_key(member.name) if member.isfile() else None
+                if parsed is None:
                     continue
-                folder, _, name = member.name.rpartition("/")
-                stem, dot, extension = name.partition(".")
-                if not dot or stem.startswith("._"):
-                    continue
-                this = f"{folder}/{stem}" if folder else stem
+                this, extension = parsed
                 if this != key and key is not None:
                     yield key, fields
                     fields = {}
                 key = this
                 handle = tar.extractfile(member)
-                fields[extension.lower()] = handle.read() if handle else b""
+                fields[extension] = handle.read() if handle else b""
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise SelfSupError(f"corrupt or truncated shard {url}: {reason(exc)}") from None
     finally:
@@ -138,10 +145,9 @@ def _count_local(url: str) -> int:
             for member in tar:
                 if member.offset_data + member.size > size:
                     raise SelfSupError(f"truncated shard {url}: {member.name} ends past the end of the file")
-                folder, _, name = member.name.rpartition("/")
-                stem, dot, extension = name.partition(".")
-                if member.isfile() and dot and extension.lower() in IMAGE_EXTENSIONS:
-                    keys.add((folder, stem))
+                parsed = member_key(member.name) if member.isfile() else None
+                if parsed is not None and parsed[1] in IMAGE_EXTENSIONS:
+                    keys.add(parsed[0])
             return len(keys)
     except (tarfile.TarError, OSError) as exc:
         raise SelfSupError(f"cannot read shard {url}: {reason(exc)}") from None

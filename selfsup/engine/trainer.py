@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ..backbones import build_backbone
 from ..backbones.io import save_encoder
-from ..config import PretrainConfig, build_config, load_yaml, save_yaml, to_dict
+from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
 from ..data.shards import ShardedPool, is_shard_spec
 from ..data.sources import Collection
@@ -235,10 +235,7 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     out = Path(cfg.out)
     if cfg.resume:
-        if not (out / "config.yaml").exists():
-            raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
-        cfg = build_config(PretrainConfig, load_yaml(out / "config.yaml"),
-                           {"resume": True, "device": cfg.device, "num_workers": cfg.num_workers})
+        cfg = resumed_config(PretrainConfig, out, {"device": cfg.device, "num_workers": cfg.num_workers})
     METHODS.get(cfg.method)  # unknown names fail before any work
     if not cfg.data:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")

@@ -109,12 +109,14 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, ds: Downstream) -> float:
+def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, image_size: int, normalization: Normalization,
+             device: torch.device) -> float:
+    """Top-1 of ``model`` on ``data[indices]``, unaugmented."""
     model.eval()
     correct = total = 0
     labels = np.asarray(data.labels)
     for pos, images in data.batches(indices, 512):
-        pred = model(eval_transform(images.to(ds.device), ds.image_size, ds.normalization)).argmax(1).cpu()
+        pred = model(eval_transform(images.to(device), image_size, normalization)).argmax(1).cpu()
         correct += int((pred.numpy() == labels[indices[pos]]).sum())
         total += len(pos)
     return correct / max(total, 1)
@@ -125,7 +127,8 @@ def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.n
     if np.bincount(labels)[np.unique(labels)].min() < 2:
         return min(ds.lr_grid)  # nothing to validate on: the gentlest rate
     fit, val = stratified_split(labels, ds.val_fraction, seed)
-    scores = [accuracy(train_classifier(make_backbone, ds, indices[fit], lr, seed), ds.train, indices[val], ds)
+    scores = [accuracy(train_classifier(make_backbone, ds, indices[fit], lr, seed), ds.train, indices[val],
+                       ds.image_size, ds.normalization, ds.device)
               for lr in ds.lr_grid]
     return ds.lr_grid[int(np.argmax(scores))]
 
@@ -136,7 +139,7 @@ def finetuned_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, in
     weights), and the learning rate picked for it inside ``indices`` (never on the test set)."""
     lr = pick_lr(make_backbone, ds, indices, seed)
     model = train_classifier(make_backbone, ds, indices, lr, seed)
-    return accuracy(model, ds.test, np.arange(len(ds.test)), ds), lr
+    return accuracy(model, ds.test, np.arange(len(ds.test)), ds.image_size, ds.normalization, ds.device), lr
 
 
 def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,

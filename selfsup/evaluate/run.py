@@ -29,7 +29,7 @@ def _labeled_data(cfg, info: dict, out: Path | None) -> tuple[Prepared, Prepared
         raise ConfigError(f"{cfg.labeled} has no labels to split a test set from; pass --test")
     if not train.has_labels or not test.has_labels:
         raise ConfigError("--labeled and --test must carry labels (class subfolders or a label array)")
-    spec = ImageSpec(channels=info["backbone"]["in_channels"], load_size=info["load_size"], image_size=info["image_size"])
+    spec = ImageSpec.of_encoder(info)
     return Prepared(train, spec, strict=cfg.strict), Prepared(test, spec, strict=cfg.strict)
 
 

@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from ..backbones import Backbone, build_backbone
 from ..backbones.io import load_backbone, save_encoder
-from ..config import SemisupConfig, build_config, load_yaml, save_yaml, to_dict
+from ..config import SemisupConfig, resumed_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared, probe_spec
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, train_test
 from ..engine import checkpoint as ckpt
@@ -148,18 +147,19 @@ class SemisupRun:
                 "mask_rate": mask_rate.detach(), "lr": torch.tensor(lr_now)}
 
     def test_accuracy(self, test: Prepared) -> float:
-        scoring = SimpleNamespace(device=self.device, image_size=self.labeled.spec.image_size,
-                                  normalization=self.normalization)
-        return accuracy(self.evaluated, test, np.arange(len(test)), scoring)  # type: ignore[arg-type]
+        return accuracy(self.evaluated, test, np.arange(len(test)), self.labeled.spec.image_size, self.normalization,
+                        self.device)
 
 
 def semisup_accuracy(method: UDA | FixMatch, backbone: Backbone, labeled: Prepared, pool: Prepared, test: Prepared,
                      subset: np.ndarray, normalization: Normalization, num_classes: int, steps: int, batch_size: int,
-                     seed: int, device: torch.device, lr: float = 0.03) -> float:
+                     seed: int, device: torch.device) -> float:
     """Test accuracy after ``steps`` of ``method`` from ``backbone`` (the study's semisup rows): the
-    command's defaults, no checkpoints."""
+    command's defaults (``SemisupConfig``) otherwise, no checkpoints."""
+    defaults = SemisupConfig()
     run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, steps, batch_size,
-                           None, lr, 0.9, 5e-4, None, seed, device)
+                           defaults.unlabeled_ratio, defaults.lr, defaults.momentum, defaults.weight_decay,
+                           defaults.ema_decay, seed, device)
     for step in range(steps):
         if not torch.isfinite(run.step(step)["loss"]):
             raise NonFiniteLossError(f"{method.name}: non-finite loss at step {step}")
@@ -173,16 +173,19 @@ def _data(cfg: SemisupConfig, out: Path, info: dict | None) -> tuple[Prepared, P
     train, test = train_test(cfg.labeled, cfg.test, out)
     if test is None or not train.has_labels:
         raise ConfigError(f"{cfg.labeled} needs labels and a test split (train/ and test/, or labels to split)")
-    if info is not None:
-        spec = ImageSpec(channels=info["backbone"]["in_channels"], load_size=info["load_size"],
-                         image_size=info["image_size"])
-    else:
-        spec = probe_spec(train, cfg.image_size)
+    spec = ImageSpec.of_encoder(info) if info is not None else probe_spec(train, cfg.image_size)
     labeled, held_out = Prepared(train, spec, strict=cfg.strict), Prepared(test, spec, strict=cfg.strict)
-    if not cfg.data or cfg.data == cfg.labeled:
-        return labeled, held_out, labeled  # the labeled set's images, labels unused, are the pool
-    pool_train, _ = train_test(cfg.data, None, None)
-    return labeled, held_out, Prepared(pool_train, spec, strict=cfg.strict)
+    return labeled, held_out, unlabeled_pool(cfg.data, cfg.labeled, labeled, cfg.strict)
+
+
+def unlabeled_pool(data: str | None, labeled_source: str, labeled: Prepared, strict: bool,
+                   progress: bool = True) -> Prepared:
+    """The unlabeled images: ``data`` at the labeled set's image spec, or, when it is not given or is the
+    labeled source itself, the labeled images (their labels unused)."""
+    if not data or data == labeled_source:
+        return labeled
+    pool_train, _ = train_test(data, None, None)
+    return Prepared(pool_train, labeled.spec, strict=strict, progress=progress)
 
 
 def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
@@ -190,9 +193,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     out = Path(cfg.out)
     if cfg.resume:
-        if not (out / "config.yaml").exists():
-            raise ConfigError(f"--resume: {out} holds no run to resume (no config.yaml)")
-        cfg = build_config(SemisupConfig, load_yaml(out / "config.yaml"), {"resume": True, "device": cfg.device})
+        cfg = resumed_config(SemisupConfig, out, {"device": cfg.device})
     if cfg.method not in SEMISUP_METHODS:
         raise ConfigError(f"unknown semi-supervised method {cfg.method!r} (known: {', '.join(SEMISUP_METHODS)})")
     try:
@@ -273,4 +274,4 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     return result
 
 
-__all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "weak_view"]
+__all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "unlabeled_pool", "weak_view"]

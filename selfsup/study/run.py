@@ -34,7 +34,7 @@ from tqdm import tqdm
 from ..backbones import Backbone, build_from_spec
 from ..backbones.io import load_backbone
 from ..backbones.registry import BackboneSpec
-from ..config import PretrainConfig, StudyConfig, build_config, save_yaml, to_dict
+from ..config import PretrainConfig, SemisupConfig, StudyConfig, build_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
 from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
@@ -47,7 +47,7 @@ from ..evaluate.knn import knn_predict, topk_accuracy
 from ..evaluate.linear import linear_probe
 from ..methods import METHODS
 from ..semisup.methods import SEMISUP_METHODS
-from ..semisup.train import semisup_accuracy
+from ..semisup.train import semisup_accuracy, unlabeled_pool
 from ..views import Normalization
 from .plots import plot_embedding_maps, plot_label_efficiency, tsne_2d
 from .report import environment, write_report
@@ -72,8 +72,7 @@ class Encoder:
 
     @property
     def image_spec(self) -> ImageSpec:
-        return ImageSpec(channels=self.info["backbone"]["in_channels"], load_size=self.info["load_size"],
-                         image_size=self.info["image_size"])
+        return ImageSpec.of_encoder(self.info)
 
     @property
     def normalization(self) -> Normalization:
@@ -346,7 +345,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
             acc, chosen = _frozen_score(enc, evaluation, subset, labels, num_classes, seed, cfg)
         elif evaluation == "semisup":
             if pool is None:
-                pool = _pool(cfg, labeled, enc.encoder, train_of[enc.encoder.name][0], progress)
+                pool = unlabeled_pool(cfg.data, labeled, train_of[enc.encoder.name][0], cfg.strict, progress)
             acc, chosen = _semisup(enc, subset, seed, cfg, train_of[enc.encoder.name], pool, num_classes, device)
         else:
             acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, train_of[enc.name], num_classes, device)
@@ -406,14 +405,6 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
     return finetuned_accuracy(make, ds, subset, seed)
 
 
-def _pool(cfg: StudyConfig, labeled: str, encoder: Encoder, labeled_train: Prepared, progress: bool) -> Prepared:
-    """The unlabeled pool: --data when it is not the labeled set itself, else the labeled images."""
-    if not cfg.data or cfg.data == labeled:
-        return labeled_train
-    pool_c, _ = train_test(cfg.data, None, None)
-    return Prepared(pool_c, encoder.image_spec, strict=cfg.strict, progress=progress)
-
-
 def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfig, data: tuple[Prepared, Prepared],
              pool: Prepared, num_classes: int, device: torch.device) -> tuple[float, float]:
     """Test accuracy of UDA or FixMatch on ``subset`` and the pool, from random or pretrained weights."""
@@ -423,11 +414,9 @@ def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfi
     if entry.pretrained:
         backbone.load_state_dict(enc.backbone.state_dict())
     train, test = data
-    lr = 0.03
     acc = semisup_accuracy(SEMISUP_METHODS[entry.method](), backbone, train, pool, test, subset, enc.normalization,
-                           num_classes, cfg.semisup_steps or cfg.finetune_steps, cfg.finetune_batch_size, seed, device,
-                           lr=lr)
-    return acc, lr
+                           num_classes, cfg.semisup_steps or cfg.finetune_steps, cfg.finetune_batch_size, seed, device)
+    return acc, SemisupConfig.lr
 
 
 def _map_points(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
