@@ -142,9 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"])
     p.add_argument("--labels-per-class", default=S, metavar="N", help="one budget: N or all (default 10)")
     p.add_argument("--seed", type=int, default=S, help="picks the labeled subset (the study's for that seed)")
-    p.add_argument("--steps", type=int, default=S)
+    p.add_argument("--steps", type=int, default=S, help="optimizer steps (default 1000)")
+    p.add_argument("--time-limit", type=float, default=S, metavar="SECONDS",
+                   help="instead of --steps: as many steps as fit, timed up front (equal CPU budgets)")
     p.add_argument("--batch-size", type=int, default=S, help="labeled images per step (default 64)")
-    p.add_argument("--unlabeled-ratio", type=int, default=S, help="unlabeled images per labeled one, μ (default: FixMatch 7, UDA 5)")
+    p.add_argument("--unlabeled-ratio", type=int, default=S,
+                   help="unlabeled images per labeled one, μ (default: FixMatch 7, UDA 5; 0: the supervised baseline)")
     p.add_argument("--lr", type=float, default=S)
     p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
     p.add_argument("--out", default=S, metavar="DIR")

@@ -93,9 +93,10 @@ class SemisupConfig(DataConfig):
     stem: str = "auto"
     labels_per_class: str = "10"  # one budget; the study's balanced subset for --seed
     seed: int = 0
-    steps: int = 1000
+    steps: int | None = None  # default 1000, or as many as --time-limit allows
+    time_limit: float | None = None  # seconds of the whole run, turned into a step count up front
     batch_size: int = 64  # labeled images per step (FixMatch: 64)
-    unlabeled_ratio: int | None = None  # μ, unlabeled images per labeled one; default the method's (7, UDA 5)
+    unlabeled_ratio: int | None = None  # μ, unlabeled images per labeled one; default the method's (7, UDA 5); 0: supervised only
     lr: float = 0.03
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -125,6 +126,8 @@ class StudyConfig(DataConfig):
     per_method: dict[str, Any] = field(default_factory=dict)  # METHOD: {pretrain keys}, e.g. views
     finetune_steps: int = 200  # optimizer steps of every scratch and fine-tuning run
     semisup_steps: int | None = None  # steps of every semi-supervised run (uda, fixmatch, NAME+fixmatch); default finetune_steps
+    semisup_batch_size: int | None = None  # labeled images per semi-supervised step; default finetune_batch_size
+    semisup_labels_per_class: str | None = None  # the budgets with semi-supervised rows; default every budget
     finetune_batch_size: int = 64
     lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
     finetune_weight_decay: float = 5e-4

@@ -94,3 +94,22 @@ def test_training_starts_from_a_pretrained_checkpoint(tmp_path):
     assert weights and before.keys() == after.keys()
     for key in weights:
         torch.testing.assert_close(after[key], before[key], msg=key)
+
+
+def test_the_supervised_baseline_within_a_time_limit(tmp_path):
+    """μ = 0 trains on the labels alone (no unlabeled term); --time-limit becomes a step count that
+    config.yaml keeps, so a resume replays the same schedule."""
+    import yaml
+
+    torch.set_num_threads(1)
+    out = tmp_path / "sup"
+    result = run_semisup(SemisupConfig(labeled="digits", backbone="small-convnet", labels_per_class="5", time_limit=6,
+                                       batch_size=16, unlabeled_ratio=0, out=str(out), log_every=5), progress=False)
+    assert result["unlabeled_ratio"] == 0 and result["steps"] >= 5
+    assert result["test_accuracy"] > 0.2
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["steps"] == result["steps"] and saved["time_limit"] is None
+    rows = [r.split(",") for r in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert rows and all(float(r[3]) == 0 and float(r[4]) == 0 for r in rows)  # unlabeled loss, mask rate
+    assert main(["semisup", *SMALL, "--steps", "5", "--time-limit", "5", "--out", str(tmp_path / "both")]) == 2
+    assert main(["semisup", *SMALL[:-4], "--unlabeled-ratio", "-1", "--out", str(tmp_path / "neg")]) == 2

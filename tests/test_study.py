@@ -275,16 +275,18 @@ def test_study_adds_semi_supervised_rows_from_random_and_pretrained_weights(stud
     SimCLR's weights, on the same subsets, as rows of evaluation "semisup" with their own plot panel."""
     out = tmp_path / "semi"
     config = tmp_path / "semi.yaml"
-    config.write_text(json.dumps({**CONFIG, "semisup_steps": 3, "finetune_batch_size": 8}))
+    config.write_text(json.dumps({**CONFIG, "semisup_steps": 3, "semisup_batch_size": 8,
+                                  "semisup_labels_per_class": "2"}))
     code = main(["study", "--labeled", "digits", "--methods", "fixmatch,simclr+fixmatch", "--checkpoint",
-                 f"simclr={study / 'pretrain' / 'simclr'}", "--labels-per-class", "2", "--seeds", "1",
+                 f"simclr={study / 'pretrain' / 'simclr'}", "--labels-per-class", "1,2", "--seeds", "1",
                  "--evaluations", "knn", "--quiet", "--json", "--config", str(config), "--out", str(out)])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    rows = {(r["method"], r["evaluation"]): r for r in result["rows"]}
-    assert set(rows) == {("simclr", "knn"), ("fixmatch", "semisup"), ("simclr+fixmatch", "semisup")}
-    assert all(0 <= r["accuracy"] <= 1 and r["n_labels"] == 20 and r["backbone"] == "small-convnet"
-               for r in rows.values())
+    rows = {(r["method"], r["evaluation"], r["labels_per_class"]): r for r in result["rows"]}
+    assert set(rows) == {("simclr", "knn", 1), ("simclr", "knn", 2), ("fixmatch", "semisup", 2),
+                         ("simclr+fixmatch", "semisup", 2)}  # semi-supervised rows at their budgets only
+    assert all(0 <= r["accuracy"] <= 1 and r["n_labels"] == 10 * r["labels_per_class"]
+               and r["backbone"] == "small-convnet" for r in rows.values())
     assert "semi-supervised" in (out / "report.html").read_text()
     for methods, message in (("fixmatch", "add one"), ("simclr,nope+fixmatch", "nope is neither"),
                              ("simclr,simclr+mixmatch", "not a semi-supervised method")):
@@ -297,3 +299,19 @@ def test_study_config_defaults_cover_the_issue():
     assert cfg.labels_per_class == "1,10,100,all" and cfg.seeds == 3
     assert cfg.evaluations.split(",") == ["scratch", "finetune", "linear", "knn"]
     assert np.isclose(cfg.val_fraction, 0.2)
+
+
+def test_the_demo_study_config_has_the_semi_supervised_rows():
+    """`selfsup demo --study`'s embedded default builds, and its semi-supervised rows (UDA, FixMatch,
+    SimCLR + FixMatch) run at one of its budgets."""
+    from importlib import resources
+
+    import yaml
+
+    from selfsup.data.splits import parse_labels_per_class
+
+    cfg = build_config(StudyConfig, yaml.safe_load(resources.files("selfsup").joinpath("configs/demo_study.yaml")
+                                                   .read_text()), {})
+    assert {"uda", "fixmatch", "simclr+fixmatch", "simclr"} <= set(cfg.methods.split(","))
+    assert parse_labels_per_class(cfg.semisup_labels_per_class) == [10]
+    assert 10 in parse_labels_per_class(cfg.labels_per_class)

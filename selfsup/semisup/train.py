@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,11 +120,12 @@ class SemisupRun:
         generator = step_generator(self.seed, 11, step)
         n_unlabeled = self.batch_size * self.ratio
         pick = self.subset[torch.randint(len(self.subset), (self.batch_size,), generator=generator).numpy()]
-        drawn = torch.randint(len(self.pool), (n_unlabeled,), generator=generator).numpy()
         _, x_labeled = next(self.labeled.batches(pick, len(pick)))
-        _, x_pool = next(self.pool.batches(drawn, len(drawn)))
-        views = [weak_view(x_labeled, generator), weak_view(x_pool, generator),
-                 rand_augment(weak_view(x_pool, generator), generator)]
+        views = [weak_view(x_labeled, generator)]
+        if n_unlabeled:  # μ = 0: the supervised baseline, the same views, optimizer, schedule and EMA
+            drawn = torch.randint(len(self.pool), (n_unlabeled,), generator=generator).numpy()
+            _, x_pool = next(self.pool.batches(drawn, len(drawn)))
+            views += [weak_view(x_pool, generator), rand_augment(weak_view(x_pool, generator), generator)]
         size = self.labeled.spec.image_size
         batch = torch.cat([eval_transform(v.to(self.device), size, self.normalization) for v in views])
         lr_now = _cosine_lr(step, self.steps, self.lr)
@@ -134,7 +135,10 @@ class SemisupRun:
         sup_logits, weak_logits, strong_logits = self.model(batch).split([len(pick), n_unlabeled, n_unlabeled])
         labels = torch.from_numpy(np.asarray(self.labeled.labels)[pick]).to(self.device)
         supervised = self.method.supervised(sup_logits, labels, step, self.steps)
-        unlabeled, mask_rate = self.method.unlabeled(weak_logits, strong_logits)
+        if n_unlabeled:
+            unlabeled, mask_rate = self.method.unlabeled(weak_logits, strong_logits)
+        else:
+            unlabeled = mask_rate = torch.zeros((), device=self.device)
         loss = supervised + unlabeled
         if not torch.isfinite(loss):
             return {"loss": loss.detach()}  # the caller stops before this step touches the weights
@@ -145,6 +149,22 @@ class SemisupRun:
             _ema_update(self.ema, self.model, self.ema_decay, step)
         return {"loss": loss.detach(), "supervised_loss": supervised.detach(), "unlabeled_loss": unlabeled.detach(),
                 "mask_rate": mask_rate.detach(), "lr": torch.tensor(lr_now)}
+
+    def seconds_per_step(self, trials: int = 6) -> float:
+        """Median seconds of a training step, timed on a throw-away copy of this run (its model, EMA
+        and optimizer untouched), for turning a time limit into a step count."""
+        trial = copy.copy(self)
+        trial.model = copy.deepcopy(self.model)
+        trial.ema = copy.deepcopy(self.ema)
+        trial.optimizer = type(self.optimizer)(trial.model.parameters(), **self.optimizer.defaults)
+        seconds = []
+        for step in range(trials):
+            t0 = time.perf_counter()
+            trial.step(step)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds.append(time.perf_counter() - t0)
+        return float(np.median(seconds[2:]))
 
     def test_accuracy(self, test: Prepared) -> float:
         return accuracy(self.evaluated, test, np.arange(len(test)), self.labeled.spec.image_size, self.normalization,
@@ -203,8 +223,14 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     budget = parse_labels_per_class(str(cfg.labels_per_class))
     if len(budget) != 1:
         raise ConfigError("--labels-per-class takes one budget here, e.g. 10 or all")
-    if cfg.steps < 1 or cfg.batch_size < 1 or (cfg.unlabeled_ratio is not None and cfg.unlabeled_ratio < 1):
-        raise ConfigError("--steps, --batch-size and --unlabeled-ratio must be at least 1")
+    if cfg.steps is not None and cfg.time_limit is not None:
+        raise ConfigError("give one budget: --steps or --time-limit")
+    if (cfg.steps is not None and cfg.steps < 1) or cfg.batch_size < 1:
+        raise ConfigError("--steps and --batch-size must be at least 1")
+    if cfg.time_limit is not None and cfg.time_limit <= 0:
+        raise ConfigError("--time-limit must be positive")
+    if cfg.unlabeled_ratio is not None and cfg.unlabeled_ratio < 0:
+        raise ConfigError("--unlabeled-ratio must be 0 (supervised only) or more")
     prepare_out(out, cfg.resume, cfg.overwrite)
     device = resolve_device(cfg.device)
     info = None
@@ -221,9 +247,15 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
         normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
         seed_everything(cfg.seed)
         backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg.steps,
+    steps = cfg.steps if cfg.steps is not None else 1000
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, steps,
                            cfg.batch_size, cfg.unlabeled_ratio, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.ema_decay,
                            cfg.seed, device)
+    if cfg.time_limit is not None:  # the schedule needs the step count before the first step
+        per_step = run.seconds_per_step()
+        run.steps = max(1, int((cfg.time_limit - (time.perf_counter() - started)) / per_step))
+        log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, run.steps)
+    cfg = replace(cfg, steps=run.steps, time_limit=None)  # what config.yaml keeps: a resume replays these steps
     state = nn.ModuleDict({"model": run.model, "ema": run.ema})
     folder, start = out / "checkpoints", 0
     if cfg.resume and (latest := ckpt.latest_checkpoint(folder)) is not None:
@@ -266,7 +298,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in run.evaluated.head.state_dict().items()},
                              out / "head.safetensors")
     result = {"method": cfg.method, "labels_per_class": budget[0] if budget[0] is not None else "all",
-              "n_labels": len(subset), "seed": cfg.seed, "steps": cfg.steps, "checkpoint": cfg.checkpoint,
+              "n_labels": len(subset), "seed": cfg.seed, "steps": cfg.steps, "unlabeled_ratio": run.ratio, "checkpoint": cfg.checkpoint,
               "test_accuracy": test_accuracy, "evaluated": "ema" if run.ema_decay > 0 else "model",
               "train_seconds": round(time.perf_counter() - loop_start, 3),
               "seconds": round(time.perf_counter() - started, 3), "out": str(out)}

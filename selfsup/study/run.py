@@ -251,6 +251,11 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     budgets = parse_labels_per_class(cfg.labels_per_class)
     if not budgets:
         raise ConfigError("--labels-per-class: give at least one budget, e.g. 1,10,all")
+    semisup_budgets = budgets if cfg.semisup_labels_per_class is None else \
+        parse_labels_per_class(str(cfg.semisup_labels_per_class))
+    if semisup_specs and not set(semisup_budgets) <= set(budgets):
+        raise ConfigError(f"semisup_labels_per_class {cfg.semisup_labels_per_class} is not among the study's "
+                          f"budgets {cfg.labels_per_class}")
     if cfg.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     labeled = cfg.labeled or cfg.data
@@ -331,7 +336,8 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
                         done_arch.add(enc.architecture)
                         units.append((enc, "scratch", per_class, seed))
             units += [(enc, e, per_class, seed) for enc in encoders for e in evaluations if e != "scratch"]
-            units += [(entry, "semisup", per_class, seed) for entry in semisup]
+            if per_class in semisup_budgets:
+                units += [(entry, "semisup", per_class, seed) for entry in semisup]
     todo = [u for u in units if ((u[0].scratch if u[1] == "scratch" else u[0].name), u[1], budget_name(u[2]), u[3])
             not in results]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
@@ -415,7 +421,8 @@ def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfi
         backbone.load_state_dict(enc.backbone.state_dict())
     train, test = data
     acc = semisup_accuracy(SEMISUP_METHODS[entry.method](), backbone, train, pool, test, subset, enc.normalization,
-                           num_classes, cfg.semisup_steps or cfg.finetune_steps, cfg.finetune_batch_size, seed, device)
+                           num_classes, cfg.semisup_steps or cfg.finetune_steps,
+                           cfg.semisup_batch_size or cfg.finetune_batch_size, seed, device)
     return acc, SemisupConfig.lr
 
 
