@@ -97,18 +97,19 @@ class SemisupRun:
 
     @classmethod
     def build(cls, method: UDA | FixMatch, backbone: Backbone, labeled: Prepared, pool: Prepared, subset: np.ndarray,
-              normalization: Normalization, num_classes: int, steps: int, batch_size: int, ratio: int | None, lr: float,
-              momentum: float, weight_decay: float, ema_decay: float | None, seed: int,
+              normalization: Normalization, num_classes: int, cfg: SemisupConfig, steps: int,
               device: torch.device) -> "SemisupRun":
-        seed_everything(seed)
+        """The run ``cfg`` describes (its batch size, μ, optimizer, EMA and seed), for ``steps`` steps."""
+        seed_everything(cfg.seed)
         model = Classifier(backbone, num_classes).to(device)
-        groups = param_groups(model, weight_decay)
+        groups = param_groups(model, cfg.weight_decay)
         for g in groups:
             g.pop("lars_exclude")
-        optimizer = torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
+        optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+        ratio = cfg.unlabeled_ratio if cfg.unlabeled_ratio is not None else method.unlabeled_ratio
+        ema_decay = cfg.ema_decay if cfg.ema_decay is not None else method.ema_decay
         return cls(method, model, copy.deepcopy(model).requires_grad_(False), optimizer, labeled, pool, subset,
-                   normalization, steps, batch_size, ratio if ratio is not None else method.unlabeled_ratio, lr,
-                   ema_decay if ema_decay is not None else method.ema_decay, seed, device)
+                   normalization, steps, cfg.batch_size, ratio, cfg.lr, ema_decay, cfg.seed, device)
 
     @property
     def evaluated(self) -> Classifier:
@@ -176,10 +177,8 @@ def semisup_accuracy(method: UDA | FixMatch, backbone: Backbone, labeled: Prepar
                      seed: int, device: torch.device) -> float:
     """Test accuracy after ``steps`` of ``method`` from ``backbone`` (the study's semisup rows): the
     command's defaults (``SemisupConfig``) otherwise, no checkpoints."""
-    defaults = SemisupConfig()
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, steps, batch_size,
-                           defaults.unlabeled_ratio, defaults.lr, defaults.momentum, defaults.weight_decay,
-                           defaults.ema_decay, seed, device)
+    cfg = SemisupConfig(steps=steps, batch_size=batch_size, seed=seed)
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, steps, device)
     for step in range(steps):
         if not torch.isfinite(run.step(step)["loss"]):
             raise NonFiniteLossError(f"{method.name}: non-finite loss at step {step}")
@@ -248,9 +247,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
         seed_everything(cfg.seed)
         backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
     steps = cfg.steps if cfg.steps is not None else 1000
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, steps,
-                           cfg.batch_size, cfg.unlabeled_ratio, cfg.lr, cfg.momentum, cfg.weight_decay, cfg.ema_decay,
-                           cfg.seed, device)
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, steps, device)
     if cfg.time_limit is not None:  # the schedule needs the step count before the first step
         per_step = run.seconds_per_step()
         run.steps = max(1, int((cfg.time_limit - (time.perf_counter() - started)) / per_step))
