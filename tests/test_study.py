@@ -301,17 +301,19 @@ def test_study_config_defaults_cover_the_issue():
     assert np.isclose(cfg.val_fraction, 0.2)
 
 
-def test_the_demo_study_config_has_the_semi_supervised_rows():
-    """`selfsup demo --study`'s embedded default builds, and its semi-supervised rows (UDA, FixMatch,
-    SimCLR + FixMatch) run at one of its budgets."""
+
+def test_the_semi_supervised_demo_config_adds_its_rows_to_the_demo():
+    """examples/demo_study_semisup.yaml (`demo --study --config`) builds on the embedded default: UDA,
+    FixMatch and SimCLR + FixMatch rows at one of its budgets."""
     from importlib import resources
 
     import yaml
 
     from selfsup.data.splits import parse_labels_per_class
 
-    cfg = build_config(StudyConfig, yaml.safe_load(resources.files("selfsup").joinpath("configs/demo_study.yaml")
-                                                   .read_text()), {})
+    values = yaml.safe_load(resources.files("selfsup").joinpath("configs/demo_study.yaml").read_text())
+    values.update(yaml.safe_load((Path(__file__).parents[1] / "examples" / "demo_study_semisup.yaml").read_text())["study"])
+    cfg = build_config(StudyConfig, values, {})
     assert {"uda", "fixmatch", "simclr+fixmatch", "simclr"} <= set(cfg.methods.split(","))
     assert parse_labels_per_class(cfg.semisup_labels_per_class) == [10]
     assert 10 in parse_labels_per_class(cfg.labels_per_class)
