@@ -43,6 +43,7 @@ from ..views.randaugment import rand_augment
 from .methods import SEMISUP_METHODS, UDA, FixMatch
 
 log = logging.getLogger("selfsup")
+DEFAULT_STEPS = 1000  # without --steps or --time-limit
 COLUMNS = ["step", "loss", "supervised_loss", "unlabeled_loss", "mask_rate", "lr", "images_per_second", "seconds"]
 
 
@@ -97,9 +98,10 @@ class SemisupRun:
 
     @classmethod
     def build(cls, method: UDA | FixMatch, backbone: Backbone, labeled: Prepared, pool: Prepared, subset: np.ndarray,
-              normalization: Normalization, num_classes: int, cfg: SemisupConfig, steps: int,
+              normalization: Normalization, num_classes: int, cfg: SemisupConfig,
               device: torch.device) -> "SemisupRun":
-        """The run ``cfg`` describes (its batch size, μ, optimizer, EMA and seed), for ``steps`` steps."""
+        """The run ``cfg`` describes: its steps (``DEFAULT_STEPS`` when not given), batch size, μ,
+        optimizer, EMA and seed."""
         seed_everything(cfg.seed)
         model = Classifier(backbone, num_classes).to(device)
         groups = param_groups(model, cfg.weight_decay)
@@ -108,6 +110,7 @@ class SemisupRun:
         optimizer = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
         ratio = cfg.unlabeled_ratio if cfg.unlabeled_ratio is not None else method.unlabeled_ratio
         ema_decay = cfg.ema_decay if cfg.ema_decay is not None else method.ema_decay
+        steps = cfg.steps if cfg.steps is not None else DEFAULT_STEPS
         return cls(method, model, copy.deepcopy(model).requires_grad_(False), optimizer, labeled, pool, subset,
                    normalization, steps, cfg.batch_size, ratio, cfg.lr, ema_decay, cfg.seed, device)
 
@@ -178,7 +181,7 @@ def semisup_accuracy(method: UDA | FixMatch, backbone: Backbone, labeled: Prepar
     """Test accuracy after ``steps`` of ``method`` from ``backbone`` (the study's semisup rows): the
     command's defaults (``SemisupConfig``) otherwise, no checkpoints."""
     cfg = SemisupConfig(steps=steps, batch_size=batch_size, seed=seed)
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, steps, device)
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, device)
     for step in range(steps):
         if not torch.isfinite(run.step(step)["loss"]):
             raise NonFiniteLossError(f"{method.name}: non-finite loss at step {step}")
@@ -246,8 +249,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
         normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
         seed_everything(cfg.seed)
         backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
-    steps = cfg.steps if cfg.steps is not None else 1000
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, steps, device)
+    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, device)
     if cfg.time_limit is not None:  # the schedule needs the step count before the first step
         per_step = run.seconds_per_step()
         run.steps = max(1, int((cfg.time_limit - (time.perf_counter() - started)) / per_step))
