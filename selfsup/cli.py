@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a method hyper-parameter, e.g. temperature=0.2 (repeatable; see `selfsup methods`)")
     p.add_argument("--view-arg", action="append", default=S, metavar="KEY=VALUE", dest="view_args",
                    help="a view override, e.g. local_crops=4 or crop_scale=[0.2,1] (repeatable)")
+    p.add_argument("--max-length", type=int, default=S, help="text: tokens per text, [CLS] and [SEP] included (default 64)")
+    p.add_argument("--vocab-size", type=int, default=S, help="text: the tokenizer's vocabulary (default 8000, word2vec 20000)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=float, default=S)
     budget.add_argument("--steps", type=int, default=S)
@@ -164,6 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("methods", help="list the methods with their papers and defaults")
     _common(p)
+
+    p = sub.add_parser("words", help="query a text run's word vectors: nearest neighbours, analogies, export",
+                       description="Nearest neighbours (cosine) of words, A:B::C analogies (3CosAdd) and an export "
+                                   "in word2vec's text format, from a text run's embedding table (word2vec's above all).")
+    p.add_argument("words", nargs="*", help="words whose nearest neighbours to list")
+    _common(p)
+    p.add_argument("--checkpoint", required=True, metavar="PATH", help="a text run folder")
+    p.add_argument("--analogy", action="append", default=[], metavar="A:B::C", help="a is to b as c is to ? (repeatable)")
+    p.add_argument("-k", type=int, default=10, help="answers per query (default 10)")
+    p.add_argument("--export", metavar="FILE.txt", help="write every word vector in word2vec's text format")
     return parser
 
 
@@ -252,6 +264,10 @@ def run(args: argparse.Namespace) -> dict:
         from .semisup import run_semisup
 
         return run_semisup(build_config(SemisupConfig, *_split(args, skip)), progress=progress)
+    if args.command == "words":
+        from .evaluate.words import word_queries
+
+        return word_queries(args.checkpoint, args.words, args.analogy, args.k, args.export)
     if args.command == "demo":
         from .demo import run_demo, run_demo_study
 
@@ -281,6 +297,13 @@ def _human(command: str, result: dict) -> None:
                   f"demo took {result['seconds']:.0f} s; outputs in {result.get('out', '')}")
     elif command in ("study",) or (command == "demo" and "summary" in result):
         _print_summary(result)
+    elif command == "words":
+        for word, near in result["neighbours"].items():
+            print(f"{word}: " + ", ".join(f"{w} {s:.2f}" for w, s in near))
+        for query, near in result["analogies"].items():
+            print(f"{query} ? " + ", ".join(f"{w} {s:.2f}" for w, s in near))
+        if "exported" in result:
+            print(f"wrote {result['exported']}")
     elif command == "methods":
         for m in result["methods"]:
             d = m["defaults"]

@@ -30,6 +30,8 @@ class PretrainConfig(DataConfig):
     stem: str = "auto"
     views: str | None = None  # view preset; default: the method's
     view_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, e.g. crop_scale
+    max_length: int | None = None  # text: tokens per text, [CLS] and [SEP] included (default 64)
+    vocab_size: int | None = None  # text: the tokenizer's vocabulary (default 8000; word2vec's words: 20000)
     epochs: float | None = None
     steps: int | None = None
     time_limit: float | None = None  # seconds, turned into a step count up front

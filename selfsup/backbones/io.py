@@ -16,15 +16,18 @@ from .registry import Backbone, BackboneSpec, build_from_spec
 FORMAT = "selfsup-encoder/1"
 
 
-def save_encoder(out_dir: Path, backbone: Backbone, normalization: Normalization, image_size: int,
-                 load_size: int, extra: dict[str, Any] | None = None) -> Path:
+def save_encoder(out_dir: Path, backbone: Backbone, normalization: Normalization | None, image_size: int | None,
+                 load_size: int | None, extra: dict[str, Any] | None = None) -> Path:
+    """OUT/encoder.safetensors and encoder.json; a text encoder (no normalization, no image sizes)
+    is described by ``extra`` (its token settings and tokenizer file)."""
     from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
 
     path = out_dir / "encoder.safetensors"
     atomic_save_tensors(backbone.model.state_dict(), path, metadata={"format": FORMAT})
-    info = {"format": FORMAT, "backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
-            "image_size": image_size, "load_size": load_size, "normalization": asdict(normalization),
-            **(extra or {})}
+    info: dict[str, Any] = {"format": FORMAT, "backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim}
+    if normalization is not None:
+        info.update(image_size=image_size, load_size=load_size, normalization=asdict(normalization))
+    info.update(extra or {})
     atomic_write_text(out_dir / "encoder.json", json.dumps(info, indent=1))
     return path
 
@@ -63,7 +66,13 @@ def _resolve(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 def load_backbone(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
     weights, info = _resolve(path)
-    backbone = build_from_spec(BackboneSpec(**info["backbone"]), info["image_size"])
+    if info["backbone"].get("modality") == "text":
+        from .text import build_text_backbone
+
+        spec = info["backbone"]
+        backbone = build_text_backbone(spec["name"], spec["vocab_size"], spec["max_length"])
+    else:
+        backbone = build_from_spec(BackboneSpec(**info["backbone"]), info["image_size"])
     try:
         backbone.model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

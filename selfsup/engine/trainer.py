@@ -23,10 +23,12 @@ from tqdm import tqdm
 
 from ..backbones import build_backbone
 from ..backbones.io import save_encoder
+from ..backbones.text import build_text_backbone
 from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
 from ..data.shards import ShardedPool, is_shard_spec
 from ..data.sources import Collection
+from ..data.text import TextPool, TokenSpec, is_text_source, open_text_pool, read_texts
 from ..data.splits import stratified_split, train_test
 from ..distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                            shutdown, wrap_data_parallel)
@@ -188,6 +190,19 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
     return method, method_args
 
 
+def build_text_method(cfg: PretrainConfig, tokens: TokenSpec, n_texts: int) -> tuple[Method, dict]:
+    """A text method of ``cfg`` with fresh weights: its encoder sized to the corpus's vocabulary."""
+    method_cls = METHODS.get(cfg.method)
+    if cfg.view_args:
+        raise ConfigError(f"{cfg.method} is a text method: view_args apply to images only")
+    backbone = build_text_backbone(cfg.backbone or method_cls.recipe.backbone, tokens.vocab_size, tokens.max_length)
+    method_args = _method_args(method_cls, cfg, n_texts)
+    try:
+        return method_cls(backbone, tokens, **method_args), method_args
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.method}: {exc}") from None
+
+
 def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.Tensor, indices: torch.Tensor,
                 generator: torch.Generator, amp: bool, device: torch.device, grad_clip: float | None,
                 model: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
@@ -246,9 +261,36 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
         shutdown()
 
 
+def _open_text_pool(cfg: PretrainConfig, out: Path, part: DistContext) -> tuple[TextPool, TokenSpec, TextPool | None]:
+    """The deduplicated, tokenized corpus (rank 0 trains OUT/tokenizer.json; the others read it) and
+    any --test texts, tokenized alike."""
+    kind = METHODS.get(cfg.method).tokenizer
+    pool = open_text_pool(cfg.data, out, kind, cfg.vocab_size, cfg.max_length) if part.is_main else None
+    barrier()
+    if pool is None:
+        pool = open_text_pool(cfg.data, out, kind, cfg.vocab_size, cfg.max_length, train=False)
+    test = None
+    if cfg.test:
+        collection = read_texts(cfg.test)
+        if pool.classes and collection.classes and collection.classes != pool.classes:
+            raise SelfSupError(f"{cfg.test}: classes {collection.classes} differ from the training data's {pool.classes}")
+        test = TextPool(collection, pool.tokenizer, pool.spec)
+    return pool, pool.spec, test
+
+
 def _open_pool(cfg: PretrainConfig, out: Path, part: DistContext,
-               progress: bool) -> tuple[Prepared | ShardedPool, ImageSpec, Collection | None]:
-    """The training pool (decoded, streamed, or sharded tar files), its image sizes and any test set."""
+               progress: bool) -> tuple[Prepared | ShardedPool | TextPool, ImageSpec | TokenSpec, Collection | TextPool | None]:
+    """The training pool (decoded, streamed, or sharded tar files; tokenized texts), its image sizes
+    (or token settings) and any test set."""
+    modality = METHODS.get(cfg.method).modality
+    if modality == "text":
+        if not is_text_source(cfg.data):
+            raise ConfigError(f"{cfg.method} is a text method: --data must be a .txt, .tsv or .csv file or a folder "
+                              f"of .txt files, not {cfg.data}")
+        return _open_text_pool(cfg, out, part)
+    if is_text_source(cfg.data):
+        text_methods = ", ".join(n for n in METHODS.names() if METHODS.get(n).modality == "text")
+        raise ConfigError(f"{cfg.data} is text and {cfg.method} works on images (text methods: {text_methods})")
     if is_shard_spec(cfg.data):
         if METHODS.get(cfg.method).plan_epoch is not Method.plan_epoch:
             raise ConfigError(f"{cfg.method} plans each epoch over the whole pool, which needs random access; "
@@ -275,6 +317,9 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
               progress: bool) -> dict:
     method_cls = METHODS.get(cfg.method)
     recipe = method_cls.recipe
+    text = method_cls.modality == "text"
+    if text and cfg.show_batch:
+        raise ConfigError("--show-batch draws images; it does not apply to text methods")
     prepare_out(out, cfg.resume, cfg.overwrite, create=part.is_main)
     barrier()  # the folder exists (rank 0 made it) before any rank reads or writes in it
     data, spec, test = _open_pool(cfg, out, part, progress)
@@ -286,16 +331,19 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
         batch = len(data) // part.world_size * part.world_size
     local_batch(batch, part)  # the global batch must split evenly among the ranks
     steps_per_epoch = len(data) // batch
-    # Normalization statistics from (a sample of) the pool, saved beside the encoder.
-    sample = _first_images(data, 10000 if data.array is not None else 512)
-    normalization = estimate_normalization(sample)
+    normalization = None
+    if not text:  # normalization statistics from (a sample of) the pool, saved beside the encoder
+        normalization = estimate_normalization(_first_images(data, 10000 if data.array is not None else 512))
     seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
+    if text:
+        method, method_args = build_text_method(cfg, spec, len(data))
+    else:
+        method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
     method = method.to(device)
     model = wrap_data_parallel(method, part, device, recipe.sync_batchnorm)
     backbone = method.backbone
     backbone_name = backbone.spec.name
-    backbone.channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    backbone.channels_last = not text and (cfg.channels_last if cfg.channels_last is not None else device.type == "cuda")
     if backbone.channels_last:
         method.to(memory_format=torch.channels_last)
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -318,12 +366,14 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
 
     resolved = replace(cfg, backbone=backbone_name, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
-                       views=cfg.views or recipe.views, image_size=spec.image_size, resume=False, overwrite=False,
-                       method_args=method_args, show_batch=None)
+                       views=cfg.views or recipe.views, image_size=None if text else spec.image_size,
+                       max_length=spec.max_length if text else None, vocab_size=spec.vocab_size if text else None,
+                       resume=False, overwrite=False, method_args=method_args, show_batch=None)
     # Step checkpoints hold the backbone as trained (colorization's takes 1 channel), described here.
-    encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
-                    "image_size": spec.image_size, "load_size": spec.load_size,
-                    "normalization": asdict(method.input_normalization), "method": cfg.method}
+    encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim, "method": cfg.method,
+                    **(_text_info(spec) if text else
+                       {"image_size": spec.image_size, "load_size": spec.load_size,
+                        "normalization": asdict(method.input_normalization)})}
     start = 0
     folder = out / "checkpoints"
     if cfg.resume:
@@ -349,7 +399,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    loop_start, last_loss, images_seen = time.perf_counter(), float("nan"), 0
+    loop_start, last_loss, images_seen, tokens_seen = time.perf_counter(), float("nan"), 0, 0
     watch = CollapseWatch()
     window_start, window_images = loop_start, 0
     try:
@@ -373,6 +423,8 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
             method.after_step(step, total)
             done = step + 1
             images_seen += len(images) * part.world_size
+            if text:
+                tokens_seen += int(data.lengths[indices.numpy()].sum()) * part.world_size
             window_images += len(images) * part.world_size
             bar.update(1)
             if (done % cfg.log_every == 0 or done == total) and logger is not None:
@@ -399,15 +451,19 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
         return {"rank": part.rank, "steps": total}
     shutdown()
     encoder, encoder_normalization = method.export_encoder()
-    save_encoder(out, encoder, encoder_normalization, spec.image_size, spec.load_size,
-                 {"method": cfg.method, "steps": total})
+    if text:
+        save_encoder(out, encoder, None, None, None, {**_text_info(spec), "method": cfg.method, "steps": total})
+    else:
+        save_encoder(out, encoder, encoder_normalization, spec.image_size, spec.load_size,
+                     {"method": cfg.method, "steps": total})
     if cfg.show_batch:
         _show_batch(method, data, cfg, device, f"{cfg.method}, after {total} steps")
 
     result = {"method": cfg.method, "backbone": backbone_name, "steps": total, "epochs": round(total / steps_per_epoch, 3),
               "batch_size": batch, "processes": part.world_size, "n_images": len(data), "skipped_images": data.skipped + len(data.reported),
               "final_loss": last_loss, "train_seconds": round(train_seconds, 3),
-              "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2), **watch.last,
+              "images_per_second": round(images_seen / max(train_seconds, 1e-9), 2),
+              **({"tokens_per_second": round(tokens_seen / max(train_seconds, 1e-9), 1)} if text else {}), **watch.last,
               "collapse_warning": watch.warned, "out": str(out)}
     if data.labels is not None and len(np.unique(data.labels)) > 1:
         result.update(_monitor_knn(encoder.to(device), data, test if cfg.test else None, spec, encoder_normalization,
@@ -415,6 +471,13 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     result["seconds"] = round(time.perf_counter() - started, 3)
     ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
+
+
+def _text_info(tokens: TokenSpec) -> dict:
+    """How a text encoder reads its input (encoder.json): the token settings and the tokenizer file."""
+    from ..data.text import TOKENIZER_FILE
+
+    return {"modality": "text", "tokens": tokens.info(), "tokenizer": TOKENIZER_FILE}
 
 
 def _show_batch(method: Method, data: Prepared, cfg: PretrainConfig, device: torch.device, title: str) -> None:
@@ -439,15 +502,16 @@ def _monitor_knn(backbone, data: Prepared, test, spec, normalization, device, cf
 
     labels = np.asarray(data.labels)
     if test is not None and test.has_labels:
-        test_data = Prepared(test, spec, strict=cfg.strict, progress=False)
+        test_data = test if isinstance(test, TextPool) else Prepared(test, spec, strict=cfg.strict, progress=False)
         bank_idx, query_source, query_idx = np.arange(len(data)), test_data, np.arange(len(test_data))
         query_labels = np.asarray(test_data.labels)
         name = "test"
     else:
         bank_idx, query_idx = stratified_split(labels, 0.1, 0)
         query_source, query_labels, name = data, labels, "held-out 10% of the training data"
-    bank, bank_pos = extract_features(backbone, data, normalization, spec.image_size, device, indices=bank_idx)
-    query, query_pos = extract_features(backbone, query_source, normalization, spec.image_size, device, indices=query_idx)
+    image_size = getattr(spec, "image_size", 0)
+    bank, bank_pos = extract_features(backbone, data, normalization, image_size, device, indices=bank_idx)
+    query, query_pos = extract_features(backbone, query_source, normalization, image_size, device, indices=query_idx)
     n_classes = int(labels.max()) + 1
     scores = knn_predict(bank, torch.from_numpy(labels[bank_idx[bank_pos]]), query, n_classes)
     acc = topk_accuracy(scores, torch.from_numpy(query_labels[query_idx[query_pos]]))

@@ -13,7 +13,7 @@ from ..views import Normalization, eval_transform
 
 
 @torch.no_grad()
-def extract_features(backbone: Backbone, data: Prepared, normalization: Normalization, image_size: int,
+def extract_features(backbone: Backbone, data: Prepared, normalization: Normalization | None, image_size: int,
                      device: torch.device, batch_size: int = 256, indices: np.ndarray | None = None,
                      num_workers: int = 0, progress: str | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """Features (N x D float32, on the CPU) and the positions in ``indices`` they belong to.
@@ -25,8 +25,12 @@ def extract_features(backbone: Backbone, data: Prepared, normalization: Normaliz
     indices = np.arange(len(data)) if indices is None else indices
     feats, kept = [], []
     bar = tqdm(total=len(indices), desc=progress, unit="img", file=sys.stderr, disable=progress is None, leave=False)
-    for pos, images in data.batches(indices, batch_size, num_workers):
-        x = eval_transform(images.to(device), image_size, normalization)
+    # Texts go in shortest first, so each batch is padded only to lengths like its own.
+    order = np.argsort(data.lengths[indices], kind="stable") if hasattr(data, "lengths") else np.arange(len(indices))
+    for pos, images in data.batches(indices[order], batch_size, num_workers):
+        pos = order[pos]
+        # Token ids (text) go in as they are; images are resized and normalized as in training.
+        x = images.to(device) if normalization is None else eval_transform(images.to(device), image_size, normalization)
         feats.append(backbone(x).float().cpu())
         kept.append(pos)
         bar.update(len(pos))
@@ -34,4 +38,6 @@ def extract_features(backbone: Backbone, data: Prepared, normalization: Normaliz
     backbone.train(was_training)
     if not feats:
         return torch.empty(0, backbone.feature_dim), np.empty(0, dtype=np.int64)
-    return torch.cat(feats), np.concatenate(kept)
+    kept_at = np.concatenate(kept)
+    back = np.argsort(kept_at, kind="stable")  # the order of ``indices`` again (texts were sorted by length)
+    return torch.cat(feats)[torch.from_numpy(back)], kept_at[back]

@@ -7,6 +7,7 @@ from .consistency import (confidence_mask, kl_consistency, pseudo_label_loss, sh
 from .crossview import CrossViewInfoNCELoss
 from .dino import DINOLoss
 from .infonce import InfoNCELoss
+from .language import negative_sampling_loss, token_cross_entropy
 from .nce import NCELoss
 from .ntxent import NTXentLoss
 from .reconstruction import masked_mse, normalized_patch_mse
@@ -17,4 +18,4 @@ from .vicreg import VICRegLoss, covariance_term, variance_term
 __all__ = ["BarlowTwinsLoss", "CrossViewInfoNCELoss", "DINOLoss", "InfoNCELoss", "NCELoss", "NegativeCosineSimilarity",
            "NTXentLoss", "SwAVLoss", "TripletMarginLoss", "VICRegLoss", "covariance_term",
            "masked_mse", "normalized_patch_mse", "rebalanced_colour_loss", "sinkhorn", "variance_term",
-           "confidence_mask", "kl_consistency", "pseudo_label_loss", "sharpen", "tsa_cross_entropy", "tsa_threshold"]
+           "confidence_mask", "kl_consistency", "negative_sampling_loss", "token_cross_entropy", "pseudo_label_loss", "sharpen", "tsa_cross_entropy", "tsa_threshold"]

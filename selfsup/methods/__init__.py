@@ -2,6 +2,7 @@
 from . import (barlow_twins, byol, deepcluster, dino, directpred, moco, moco_v3, nnclr, pirl, simclr,  # noqa: F401
                simsiam, swav, triplet, vicreg)  # joint-embedding methods; each registers itself
 from . import autoencoder, colorization, corruption, jigsaw, mae, relative_patch, rotation  # noqa: F401  pretext tasks
+from . import masked_lm, next_token, sentence_order, word2vec  # noqa: F401  text
 from .base import METHODS, EpochContext, Method, Panel, Recipe, register_method
 
 __all__ = ["METHODS", "EpochContext", "Method", "Panel", "Recipe", "register_method"]

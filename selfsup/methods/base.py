@@ -64,6 +64,8 @@ class Method(nn.Module):
     needs_indices: ClassVar[bool] = False  # forward also receives ``indices=`` (pool rows, for memory banks)
     multi_crop: ClassVar[bool] = False  # uses every view of its preset, local crops included
     input_channels: ClassVar[int | None] = None  # the backbone's input channels, if not the data's (colorization: 1)
+    modality: ClassVar[str] = "image"  # or "text": the method's data, views and encoders
+    tokenizer: ClassVar[str] = "bpe"  # text methods: the vocabulary trained on the corpus (word2vec: "word")
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()
