@@ -322,3 +322,68 @@ def test_word_vectors_answer_neighbours_and_analogies_by_cosine(tmp_path):
         words.nearest("[MASK]")
     lines = words.export(tmp_path / "v.txt").read_text().splitlines()
     assert lines[0] == "5 3" and lines[2].split()[0] == "king" and [float(x) for x in lines[2].split()[1:]] == [1, 1, 0]
+
+
+# --- transfer -------------------------------------------------------------------------------------------------
+
+def test_phrases_of_one_sentence_share_a_group_and_tiny_subsets_take_one_each():
+    from selfsup.data.splits import labeled_subset
+    from selfsup.data.text import labeled_texts, phrase_groups, TextCollection
+
+    sentence = "a gripping and often very funny portrait of a family at war"
+    other = "the plot is thin and the jokes land with a dull thud"
+    texts = [sentence, "often very funny portrait of a family", "gripping and often very funny", other,
+             "the jokes land with a dull thud", "thin and the jokes land"]
+    groups = phrase_groups(texts)
+    assert len(set(groups[:3])) == 1 and len(set(groups[3:])) == 1 and groups[0] != groups[3]
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    for seed in range(5):
+        subset = labeled_subset(labels, seed, per_class=2, groups=groups)
+        assert len(subset) == 2 and set(labels[subset]) == {0, 1}  # one per sentence, though 2 were asked per class
+    assert len(labeled_subset(labels, 0, per_class=2)) == 4  # without groups, as before
+    pool = labeled_texts(TextCollection(texts + ["Often  very funny portrait of a FAMILY", "too short"],
+                                        np.array([1, 1, 1, 0, 0, 0, 1, 0]), ["0", "1"], "x"), min_words=5)
+    assert pool.texts == texts  # the duplicate (up to case and spaces) and the 2-word text are dropped
+
+
+@pytest.fixture(scope="module")
+def text_run(sst2_slice, tmp_path_factory) -> Path:
+    from selfsup.cli import main
+
+    out = tmp_path_factory.mktemp("textrun") / "mlm"
+    assert main(["pretrain", "--quiet", "--data", str(sst2_slice), "--method", "mlm", "--backbone",
+                 "text-transformer-tiny", "--steps", "4", "--batch-size", "32", "--max-length", "32",
+                 "--vocab-size", "1000", "--out", str(out)]) == 0
+    return out
+
+
+def test_finetune_and_linear_probe_run_on_a_text_encoder(text_run, sst2_slice, tmp_path, capsys):
+    from selfsup.cli import main
+
+    dev = tmp_path / "dev.tsv"
+    lines = (SST2 / "dev.tsv").read_text().splitlines()
+    dev.write_text("\n".join(lines[:81]) + "\n")
+    common = ["--checkpoint", str(text_run), "--labeled", str(sst2_slice), "--test", str(dev), "--json"]
+    assert main(["eval", "linear", *common]) == 0
+    probe = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert probe["n_test"] == 80 and 500 < probe["n_train"] < 1700 and 0 <= probe["top1"] <= 1
+    assert main(["finetune", *common, "--labels-per-class", "4", "--seeds", "1", "--steps", "3", "--quiet",
+                 "--out", str(tmp_path / "ft")]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"][0]
+    assert row["n_labels"] == 8 and 0 <= row["scratch_accuracy"] <= 1 and 0 <= row["pretrained_accuracy"] <= 1
+    subset = (tmp_path / "ft" / "subsets" / "lpc4-seed0.txt").read_text().splitlines()
+    assert len(subset) == 8 and all(len(t.split()) >= 5 for t in subset)  # saved as the texts themselves
+    assert main(["eval", "linear", "--checkpoint", str(text_run), "--labeled", str(sst2_slice)]) == 2
+    assert "needs --test" in capsys.readouterr().err
+
+
+def test_words_command_reads_a_text_run(text_run, tmp_path, capsys):
+    from selfsup.cli import main
+
+    assert main(["words", "--checkpoint", str(text_run), "film", "-k", "3", "--export", str(tmp_path / "v.txt"),
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(result["neighbours"]["film"]) == 3 and "film" not in [w for w, _ in result["neighbours"]["film"]]
+    assert (tmp_path / "v.txt").read_text().split("\n", 1)[0].endswith(" 128")
+    assert main(["words", "--checkpoint", str(text_run), "--analogy", "a:b"]) == 1
+    assert "A:B::C" in capsys.readouterr().err

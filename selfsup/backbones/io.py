@@ -64,15 +64,23 @@ def _resolve(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
         raise SelfSupError(f"cannot read encoder {p}: {exc}") from exc
 
 
-def load_backbone(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
-    weights, info = _resolve(path)
-    if info["backbone"].get("modality") == "text":
-        from .text import build_text_backbone
+def build_like(spec: Any, image_size: int | None = None) -> Backbone:
+    """A fresh, randomly initialized backbone of the same architecture as ``spec`` (an image
+    ``BackboneSpec`` or a ``TextBackboneSpec``): the from-scratch side of every comparison."""
+    from .text import build_text_backbone
 
-        spec = info["backbone"]
-        backbone = build_text_backbone(spec["name"], spec["vocab_size"], spec["max_length"])
-    else:
-        backbone = build_from_spec(BackboneSpec(**info["backbone"]), info["image_size"])
+    if getattr(spec, "modality", "image") == "text":
+        return build_text_backbone(spec.name, spec.vocab_size, spec.max_length)
+    return build_from_spec(spec, image_size or 224)
+
+
+def load_backbone(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
+    from .text import TextBackboneSpec
+
+    weights, info = _resolve(path)
+    text = info["backbone"].get("modality") == "text"
+    spec = TextBackboneSpec(**info["backbone"]) if text else BackboneSpec(**info["backbone"])
+    backbone = build_like(spec, info.get("image_size"))
     try:
         backbone.model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:

@@ -101,12 +101,26 @@ def parse_labels_per_class(text: str | list | int | None) -> list[int | None]:
 
 
 def labeled_subset(labels: np.ndarray, seed: int, per_class: int | None = None,
-                   fraction: float | None = None) -> np.ndarray:
-    """Indices of a class-balanced subset fixed by seed: ``per_class`` each, or ``fraction`` of each."""
+                   fraction: float | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+    """Indices of a class-balanced subset fixed by seed: ``per_class`` each, or ``fraction`` of each.
+
+    ``groups`` (one id per example, e.g. the sentence a text phrase was cut from): a ``per_class``
+    subset takes at most one example of a group, so a tiny subset is not a few sentences repeated.
+    """
     rng = np.random.default_rng(seed)
     chosen = []
+    used: set[int] = set()
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
+        if per_class is not None and groups is not None:
+            distinct = []
+            for i in idx:
+                if groups[i] not in used:
+                    used.add(int(groups[i]))
+                    distinct.append(i)
+                    if len(distinct) == per_class:
+                        break
+            idx = np.array(distinct, dtype=np.int64)
         if per_class is not None:
             n = per_class
         elif fraction is not None:

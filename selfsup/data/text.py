@@ -47,6 +47,15 @@ class TextCollection:
     def has_labels(self) -> bool:
         return self.labels is not None
 
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    @property
+    def keys(self) -> list[str]:
+        """What names a text in saved subsets: the text itself."""
+        return self.texts
+
     def subset(self, indices: np.ndarray) -> "TextCollection":
         return TextCollection([self.texts[i] for i in indices], None if self.labels is None else self.labels[indices],
                               self.classes, self.source)
@@ -165,6 +174,53 @@ def deduplicate(collection: TextCollection) -> TextCollection:
     if len(keep) < len(collection):
         log.info("%s: %d duplicate texts dropped, %d kept", collection.source, len(collection) - len(keep), len(keep))
     return out
+
+
+def labeled_texts(collection: TextCollection, min_words: int = 5) -> TextCollection:
+    """The labeled pool for downstream training: deduplicated, and texts of at least ``min_words``
+    words (SST-2's training rows include every sub-phrase of every sentence, down to single words
+    and punctuation whose labels say little about a review)."""
+    pool = deduplicate(collection)
+    keep = np.array([i for i, t in enumerate(pool.texts) if len(t.split()) >= min_words], dtype=np.int64)
+    if len(keep) == 0:
+        raise SelfSupError(f"{collection.source}: no labeled text has {min_words} or more words")
+    out = pool.subset(keep)
+    log.info("%s: %d labeled texts of %d+ words (of %d distinct)", collection.source, len(out), min_words, len(pool))
+    return out
+
+
+def phrase_groups(texts: list[str], n: int = 5) -> np.ndarray:
+    """A group id per text: texts sharing a run of ``n`` words are joined (union-find), so every
+    phrase cut from one sentence falls in that sentence's group. On SST-2's 43k training rows of
+    5+ words this gives 6.2k groups, against its ~6.9k source sentences."""
+    parent = np.arange(len(texts))
+
+    def root(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    first: dict[tuple[str, ...], int] = {}
+    for i, text in enumerate(texts):
+        words = normalize_text(text).split()
+        for k in range(len(words) - n + 1):
+            j = first.setdefault(tuple(words[k:k + n]), i)
+            a, b = root(i), root(j)
+            if a != b:
+                parent[a] = b
+    return np.array([root(i) for i in range(len(texts))], dtype=np.int64)
+
+
+def tokenizer_beside(checkpoint: str | Path, info: dict) -> Path:
+    """The tokenizer a text encoder was trained with: in its run folder (beside encoder.json, or two
+    levels up from a step checkpoint)."""
+    p = Path(checkpoint)
+    for folder in ((p,) if p.is_dir() else (p.parent, p.parent.parent)):
+        if (folder / info.get("tokenizer", TOKENIZER_FILE)).exists():
+            return folder / info.get("tokenizer", TOKENIZER_FILE)
+    raise SelfSupError(f"{checkpoint}: no {TOKENIZER_FILE} in its run folder; a text encoder needs the tokenizer it "
+                       "was trained with")
 
 
 def train_tokenizer(texts: list[str], kind: str = "bpe", vocab_size: int | None = None,
@@ -303,5 +359,5 @@ def open_text_pool(source: str, out: Path, kind: str, vocab_size: int | None, ma
 
 
 __all__ = ["CLS", "MASK", "PAD", "SEP", "SPECIAL_TOKENS", "TextCollection", "TextPool", "TokenSpec", "UNK",
-           "deduplicate", "encode", "trim_padding", "is_text_source", "load_tokenizer", "open_text_pool", "read_texts",
+           "deduplicate", "encode", "labeled_texts", "phrase_groups", "tokenizer_beside", "trim_padding", "is_text_source", "load_tokenizer", "open_text_pool", "read_texts",
            "train_tokenizer"]

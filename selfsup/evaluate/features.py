@@ -12,6 +12,14 @@ from ..data.images import Prepared
 from ..views import Normalization, eval_transform
 
 
+def model_input(images: torch.Tensor, image_size: int, normalization: Normalization | None,
+                device: torch.device) -> torch.Tensor:
+    """What an encoder reads at evaluation: images resized and normalized as in training, or token
+    ids (text: ``normalization`` is None) as they are."""
+    images = images.to(device)
+    return images if normalization is None else eval_transform(images, image_size, normalization)
+
+
 @torch.no_grad()
 def extract_features(backbone: Backbone, data: Prepared, normalization: Normalization | None, image_size: int,
                      device: torch.device, batch_size: int = 256, indices: np.ndarray | None = None,
@@ -29,9 +37,7 @@ def extract_features(backbone: Backbone, data: Prepared, normalization: Normaliz
     order = np.argsort(data.lengths[indices], kind="stable") if hasattr(data, "lengths") else np.arange(len(indices))
     for pos, images in data.batches(indices[order], batch_size, num_workers):
         pos = order[pos]
-        # Token ids (text) go in as they are; images are resized and normalized as in training.
-        x = images.to(device) if normalization is None else eval_transform(images.to(device), image_size, normalization)
-        feats.append(backbone(x).float().cpu())
+        feats.append(backbone(model_input(images, image_size, normalization, device)).float().cpu())
         kept.append(pos)
         bar.update(len(pos))
     bar.close()

@@ -21,15 +21,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..backbones import Backbone, build_from_spec
-from ..backbones.registry import BackboneSpec
+from ..backbones import Backbone
+from ..backbones.io import build_like
 from ..data.images import Prepared
 from ..data.splits import labeled_subset, save_subset, stratified_split
 from ..engine.optim import param_groups
 from ..engine.runtime import seed_everything, step_generator
 from ..engine.schedule import warmup_cosine
-from ..views import Normalization, Views, ViewSettings, eval_transform
-from .features import extract_features
+from ..views import Normalization, Views, ViewSettings
+from .features import extract_features, model_input
 from .knn import knn_predict, topk_accuracy
 from .linear import fit_head, linear_probe
 
@@ -40,10 +40,10 @@ log = logging.getLogger("selfsup")
 class Downstream:
     """What every downstream training shares."""
 
-    train: Prepared
+    train: Prepared  # or a TextPool (token ids): then normalization is None and there is no augmentation
     test: Prepared
     num_classes: int
-    normalization: Normalization
+    normalization: Normalization | None
     image_size: int
     device: torch.device
     steps: int
@@ -54,6 +54,7 @@ class Downstream:
     head_init: str = "random"
     warmup_fraction: float = 0.1
     head_lr_scale: float = 10.0  # the new classifier learns faster than the (pretrained) backbone  # "probe": LP-FT, the head starts as a linear probe; "random"
+    groups: np.ndarray | None = None  # texts cut from one sentence share a group: one per tiny labeled subset
 
 
 def augmentation(channels: int) -> ViewSettings:
@@ -90,7 +91,8 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
     for g in groups:
         g.pop("lars_exclude", None)
     optimizer = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
-    views = Views([augmentation(ds.train.spec.channels)], ds.image_size, ds.normalization)
+    text = ds.normalization is None  # token ids are fed as they are (no augmentation)
+    views = None if text else Views([augmentation(ds.train.spec.channels)], ds.image_size, ds.normalization)
     labels = torch.from_numpy(np.asarray(ds.train.labels))
     batch = min(ds.batch_size, len(indices))
     model.train()
@@ -100,7 +102,7 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
         _, images = next(ds.train.batches(pick, batch))
         for group in optimizer.param_groups:
             group["lr"] = warmup_cosine(step, ds.steps, lr, int(ds.warmup_fraction * ds.steps)) * group.get("lr_scale", 1.0)
-        x = views.one(images.to(ds.device), views.settings[0], generator)
+        x = images.to(ds.device) if views is None else views.one(images.to(ds.device), views.settings[0], generator)
         loss = F.cross_entropy(model(x), labels[pick].to(ds.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,14 +111,14 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
 
 
 @torch.no_grad()
-def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, image_size: int, normalization: Normalization,
-             device: torch.device) -> float:
+def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, image_size: int,
+             normalization: Normalization | None, device: torch.device) -> float:
     """Top-1 of ``model`` on ``data[indices]``, unaugmented."""
     model.eval()
     correct = total = 0
     labels = np.asarray(data.labels)
     for pos, images in data.batches(indices, 512):
-        pred = model(eval_transform(images.to(device), image_size, normalization)).argmax(1).cpu()
+        pred = model(model_input(images, image_size, normalization, device)).argmax(1).cpu()
         correct += int((pred.numpy() == labels[indices[pos]]).sum())
         total += len(pos)
     return correct / max(total, 1)
@@ -145,14 +147,14 @@ def finetuned_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, in
 def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,
             out: Path, progress: bool = True) -> list[dict]:
     """One row per label budget: scratch and pretrained fine-tuning, linear probe and kNN (mean ± std)."""
-    spec: BackboneSpec = pretrained.spec
+    spec = pretrained.spec
     state = {k: v.clone() for k, v in pretrained.state_dict().items()}
 
     def from_scratch() -> Backbone:
-        return build_from_spec(spec, ds.image_size)
+        return build_like(spec, ds.image_size)
 
     def from_pretrained() -> Backbone:
-        backbone = build_from_spec(spec, ds.image_size)
+        backbone = build_like(spec, ds.image_size)
         backbone.load_state_dict(state)
         return backbone
 
@@ -167,7 +169,7 @@ def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int |
         chosen: dict[str, list[float]] = {"scratch": [], "pretrained": []}
         n_labels = 0
         for seed in range(seeds):
-            subset = labeled_subset(all_labels, seed, per_class=per_class, fraction=fraction)
+            subset = labeled_subset(all_labels, seed, per_class=per_class, fraction=fraction, groups=ds.groups)
             n_labels = len(subset)
             save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
             for init, make in (("scratch", from_scratch), ("pretrained", from_pretrained)):

@@ -12,6 +12,7 @@ from ..backbones.io import load_backbone
 from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import parse_labels_per_class, train_test
+from ..data.text import TextPool, TokenSpec, labeled_texts, load_tokenizer, phrase_groups, read_texts, tokenizer_beside
 from ..engine.runtime import prepare_out, resolve_device
 from ..errors import ConfigError, SelfSupError
 from ..views import Normalization
@@ -21,9 +22,25 @@ from .knn import knn_predict, topk_accuracy
 from .linear import linear_probe
 
 
+def _labeled_texts(cfg, info: dict) -> tuple[TextPool, TextPool]:
+    """Labeled and test texts, tokenized with the checkpoint's own tokenizer at its length."""
+    if not cfg.test:
+        raise ConfigError("text evaluation needs --test (a labeled .tsv/.csv or folder of .txt; SST-2: dev.tsv)")
+    tokenizer = load_tokenizer(tokenizer_beside(cfg.checkpoint, info))
+    spec = TokenSpec(info["tokens"]["vocab_size"], info["tokens"]["max_length"], info["tokens"]["tokenizer"])
+    train, test = labeled_texts(read_texts(cfg.labeled)), read_texts(cfg.test)
+    if not train.has_labels or not test.has_labels:
+        raise ConfigError("--labeled and --test must carry labels (a label column, or class subfolders)")
+    if test.classes != train.classes:
+        raise SelfSupError(f"{cfg.test}: classes {test.classes} differ from {cfg.labeled}'s {train.classes}")
+    return TextPool(train, tokenizer, spec), TextPool(test, tokenizer, spec)
+
+
 def _labeled_data(cfg, info: dict, out: Path | None) -> tuple[Prepared, Prepared]:
     if not cfg.labeled:
         raise ConfigError("this command needs --labeled (a labeled folder, archive, .npz or 'digits')")
+    if info.get("modality") == "text":
+        return _labeled_texts(cfg, info)  # type: ignore[return-value]
     train, test = train_test(cfg.labeled, cfg.test, out)
     if test is None:
         raise ConfigError(f"{cfg.labeled} has no labels to split a test set from; pass --test")
@@ -44,10 +61,10 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     backbone, info = load_backbone(cfg.checkpoint)
     backbone.to(device)
     train, test = _labeled_data(cfg, info, None)
-    norm = Normalization(**info["normalization"])
-    train_x, train_pos = extract_features(backbone, train, norm, info["image_size"], device, cfg.batch_size,
+    norm, image_size = _input(info)
+    train_x, train_pos = extract_features(backbone, train, norm, image_size, device, cfg.batch_size,
                                           num_workers=cfg.num_workers)
-    test_x, test_pos = extract_features(backbone, test, norm, info["image_size"], device, cfg.batch_size,
+    test_x, test_pos = extract_features(backbone, test, norm, image_size, device, cfg.batch_size,
                                         num_workers=cfg.num_workers)
     train_y = torch.from_numpy(np.asarray(train.labels)[train_pos])
     test_y = torch.from_numpy(np.asarray(test.labels)[test_pos])
@@ -64,6 +81,13 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     result.update({"top1": acc[1], "top5": acc[5], "n_train": len(train_y), "n_test": len(test_y),
                    "seconds": round(time.perf_counter() - started, 3)})
     return result
+
+
+def _input(info: dict) -> tuple[Normalization | None, int]:
+    """The encoder's input normalization and image size (text: none and 0)."""
+    if info.get("modality") == "text":
+        return None, 0
+    return Normalization(**info["normalization"]), info["image_size"]
 
 
 def budgets_from(cfg: FinetuneConfig) -> list[tuple[str, int | None, float | None]]:
@@ -98,11 +122,13 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     prepare_out(out, resume=False, overwrite=cfg.overwrite or not cfg.out)
     save_yaml(to_dict(cfg), out / "config.yaml")
     train, test = _labeled_data(cfg, info, out)
+    norm, image_size = _input(info)
+    groups = phrase_groups(train.collection.texts) if isinstance(train, TextPool) else None
     ds = Downstream(train=train, test=test, num_classes=train.collection.num_classes,
-                    normalization=Normalization(**info["normalization"]), image_size=info["image_size"],
+                    normalization=norm, image_size=image_size,
                     device=device, steps=cfg.steps, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
                     lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction,
-                    head_init=cfg.head_init)
+                    head_init=cfg.head_init, groups=groups)
     if ds.num_classes < 2:
         raise SelfSupError("the labeled set needs at least two classes")
     rows = compare(backbone, ds, budgets, cfg.seeds, out, progress)
