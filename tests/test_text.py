@@ -387,3 +387,26 @@ def test_words_command_reads_a_text_run(text_run, tmp_path, capsys):
     assert (tmp_path / "v.txt").read_text().split("\n", 1)[0].endswith(" 128")
     assert main(["words", "--checkpoint", str(text_run), "--analogy", "a:b"]) == 1
     assert "A:B::C" in capsys.readouterr().err
+
+
+def test_a_text_study_compares_pretrained_and_scratch_on_distinct_sentences(text_run, sst2_slice, tmp_path, capsys):
+    from selfsup.cli import main
+
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("\n".join((SST2 / "dev.tsv").read_text().splitlines()[:61]) + "\n")
+    args = ["study", "--checkpoint", f"mlm={text_run}", "--methods", "", "--labeled", str(sst2_slice), "--test", str(dev),
+            "--labels-per-class", "2,all", "--seeds", "2", "--out", str(tmp_path / "study"), "--quiet", "--json",
+            "--config", str(tmp_path / "c.yaml")]
+    (tmp_path / "c.yaml").write_text("finetune_steps: 2\nlr_grid: [0.001]\nmap_points: 40\n")
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cells = {(s["method"], s["evaluation"], s["budget"]) for s in result["summary"]}
+    assert {("mlm", "finetune", "2"), ("scratch", "scratch", "2"), ("mlm", "knn", "all")} <= cells
+    assert result["diagnostics"]["mlm"]["alignment"] is None  # no views to align on text
+    assert (tmp_path / "study" / "report.html").exists() and (tmp_path / "study" / "label_efficiency.png").exists()
+    for seed in range(2):
+        subset = (tmp_path / "study" / "subsets" / f"2-seed{seed}.txt").read_text().splitlines()
+        assert len(subset) == 4
+    args[args.index("--out") + 1] = str(tmp_path / "study2")
+    assert main([*args[:3], "--methods", "fixmatch", *args[5:]]) == 2  # semi-supervised rows are for images
+    assert "train on images" in capsys.readouterr().err

@@ -52,6 +52,10 @@ class TextCollection:
         return len(self.classes) if self.classes else 0
 
     @property
+    def name(self) -> str:
+        return self.source
+
+    @property
     def keys(self) -> list[str]:
         """What names a text in saved subsets: the text itself."""
         return self.texts

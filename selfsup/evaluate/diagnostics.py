@@ -49,14 +49,21 @@ def positive_pair_views(channels: int, size: int, normalization: Normalization) 
 
 
 @torch.no_grad()
-def feature_diagnostics(backbone: Backbone, test_features: torch.Tensor, data: Prepared, normalization: Normalization,
-                        image_size: int, device: torch.device, max_images: int = 2048, seed: int = 0) -> dict[str, float]:
-    """std·sqrt(d), effective rank and uniformity of ``test_features``; alignment on augmented pairs of ``data``."""
+def feature_diagnostics(backbone: Backbone, test_features: torch.Tensor, data: Prepared,
+                        normalization: Normalization | None, image_size: int, device: torch.device, max_images: int = 2048,
+                        seed: int = 0) -> dict[str, float | None]:
+    """std·sqrt(d), effective rank and uniformity of ``test_features``; alignment on augmented pairs of ``data``
+    (images only: text has no views to align, so its alignment is None)."""
     rng = np.random.default_rng(seed)
     n = min(max_images, len(test_features))
     pick = torch.from_numpy(np.sort(rng.choice(len(test_features), n, replace=False)))
     feats = test_features[pick]
     d = feats.shape[1]
+    std = embedding_std(feats)
+    summary = {"embedding_std_x_sqrt_d": round(std * math.sqrt(d), 4), "effective_rank": round(effective_rank(feats), 3),
+               "alignment": None, "uniformity": round(uniformity(feats), 4), "feature_dim": d}
+    if normalization is None:
+        return summary
     views = positive_pair_views(data.spec.channels, image_size, normalization)
     was_training = backbone.training
     backbone.eval()
@@ -67,10 +74,7 @@ def feature_diagnostics(backbone: Backbone, test_features: torch.Tensor, data: P
         first.append(backbone(v1).float().cpu())
         second.append(backbone(v2).float().cpu())
     backbone.train(was_training)
-    std = embedding_std(feats)
-    return {"embedding_std_x_sqrt_d": round(std * math.sqrt(d), 4), "effective_rank": round(effective_rank(feats), 3),
-            "alignment": round(alignment(torch.cat(first), torch.cat(second)), 4),
-            "uniformity": round(uniformity(feats), 4), "feature_dim": d}
+    return {**summary, "alignment": round(alignment(torch.cat(first), torch.cat(second)), 4)}
 
 
 __all__ = ["alignment", "uniformity", "feature_diagnostics", "positive_pair_views"]

@@ -31,7 +31,9 @@ import torch
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from ..backbones import Backbone, build_from_spec
+from ..backbones import Backbone
+from ..backbones.io import build_like
+from ..backbones.text import TextBackboneSpec
 from ..backbones.io import load_backbone
 from ..backbones.registry import BackboneSpec
 from ..config import PretrainConfig, SemisupConfig, StudyConfig, build_config, save_yaml, to_dict
@@ -71,16 +73,28 @@ class Encoder:
     test_labels: torch.Tensor | None = None
 
     @property
+    def text(self) -> bool:
+        return self.info.get("modality") == "text"
+
+    @property
     def image_spec(self) -> ImageSpec:
         return ImageSpec.of_encoder(self.info)
 
     @property
-    def normalization(self) -> Normalization:
-        return Normalization(**self.info["normalization"])
+    def normalization(self) -> Normalization | None:
+        return None if self.text else Normalization(**self.info["normalization"])
+
+    @property
+    def image_size(self) -> int:
+        return 0 if self.text else self.info["image_size"]
+
+    @property
+    def spec(self) -> BackboneSpec | TextBackboneSpec:
+        return (TextBackboneSpec if self.text else BackboneSpec)(**self.info["backbone"])
 
     @property
     def architecture(self) -> str:
-        return json.dumps([self.info["backbone"], self.info["image_size"]], sort_keys=True)
+        return json.dumps([self.info["backbone"], self.info.get("image_size")], sort_keys=True)
 
 
 @dataclass
@@ -197,9 +211,9 @@ def _cached_features(enc: Encoder, train: Prepared, test: Prepared, out: Path, d
     if tensors is None:
         started = time.perf_counter()
         bar = f"features of {enc.name}" if progress else None
-        train_x, train_pos = extract_features(enc.backbone, train, enc.normalization, enc.info["image_size"], device,
+        train_x, train_pos = extract_features(enc.backbone, train, enc.normalization, enc.image_size, device,
                                               progress=bar and f"{bar}: labeled")
-        test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.info["image_size"], device,
+        test_x, test_pos = extract_features(enc.backbone, test, enc.normalization, enc.image_size, device,
                                             progress=bar and f"{bar}: test")
         timings[f"features {enc.name}"] = time.perf_counter() - started
         tensors = {"train": train_x, "train_pos": torch.from_numpy(train_pos),
@@ -283,18 +297,28 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
         if len(architectures) > 1:
             enc.scratch = f"scratch ({enc.info['backbone']['name']})"
 
-    # 2. The labeled and test sets, decoded once per image format.
-    train_c, test_c = train_test(labeled, cfg.test, out)
-    if test_c is None or not train_c.has_labels or not test_c.has_labels:
-        raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
-    prepared: dict[str, tuple[Prepared, Prepared]] = {}
-    train_of: dict[str, tuple[Prepared, Prepared]] = {}  # method -> its (labeled, test) images
-    for enc in encoders:
-        key = json.dumps(asdict(enc.image_spec), sort_keys=True)
-        if key not in prepared:
-            prepared[key] = (Prepared(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
-                             Prepared(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
-        train_of[enc.name] = prepared[key]
+    # 2. The labeled and test sets, decoded once per image format (texts: tokenized per tokenizer).
+    text = {e.text for e in encoders}
+    if len(text) > 1:
+        raise ConfigError("a study compares encoders of one modality: these mix text and image checkpoints")
+    text = text.pop()
+    if text and semisup:
+        raise ConfigError("semi-supervised rows (uda, fixmatch) train on images; a text study cannot have them")
+    groups = None
+    if text:
+        train_c, test_c, train_of, groups = _text_sets(encoders, labeled, cfg)
+    else:
+        train_c, test_c = train_test(labeled, cfg.test, out)
+        if test_c is None or not train_c.has_labels or not test_c.has_labels:
+            raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
+        prepared: dict[str, tuple[Prepared, Prepared]] = {}
+        train_of = {}  # method -> its (labeled, test) images
+        for enc in encoders:
+            key = json.dumps(asdict(enc.image_spec), sort_keys=True)
+            if key not in prepared:
+                prepared[key] = (Prepared(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
+                                 Prepared(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
+            train_of[enc.name] = prepared[key]
     labels = np.asarray(train_c.labels)
     num_classes = max(train_c.num_classes, int(labels.max()) + 1)
     if num_classes < 2:
@@ -311,16 +335,16 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
         _cached_features(enc, train, test, out, device, timings, progress)
         if enc.name not in diagnostics:
             diagnostics[enc.name] = feature_diagnostics(enc.backbone, enc.test_features, test, enc.normalization,
-                                                        enc.info["image_size"], device, seed=cfg.seed)
+                                                        enc.image_size, device, seed=cfg.seed)
         random_name = f"random weights ({enc.info['backbone']['name']})"
         if enc.architecture not in random_features:
             seed_everything(cfg.seed)
-            random_backbone = build_from_spec(BackboneSpec(**enc.info["backbone"]), enc.info["image_size"]).to(device)
-            feats, _ = extract_features(random_backbone, test, enc.normalization, enc.info["image_size"], device)
+            random_backbone = build_like(enc.spec, enc.image_size).to(device)
+            feats, _ = extract_features(random_backbone, test, enc.normalization, enc.image_size, device)
             random_features[enc.architecture] = feats
             if random_name not in diagnostics:
                 diagnostics[random_name] = feature_diagnostics(random_backbone, feats, test, enc.normalization,
-                                                               enc.info["image_size"], device, seed=cfg.seed)
+                                                               enc.image_size, device, seed=cfg.seed)
         atomic_write_text(diag_path, json.dumps(diagnostics, indent=1))
         atomic_write_text(timings_path, json.dumps(timings, indent=1))
 
@@ -344,7 +368,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
                disable=not progress)
     pool: Prepared | None = None  # the unlabeled images of the semi-supervised rows, decoded when first needed
     for enc, evaluation, per_class, seed in todo:
-        subset = labeled_subset(labels, seed, per_class=per_class)
+        subset = labeled_subset(labels, seed, per_class=per_class, groups=groups)
         save_subset(out, f"{budget_name(per_class)}-seed{seed}", [train_c.keys[i] for i in subset])
         t0 = time.perf_counter()
         if evaluation in ("linear", "knn"):
@@ -383,8 +407,9 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     plot_label_efficiency(summary, out / "label_efficiency.png", f"{labeled}: test accuracy against labels")
     timings["study (this run)"] = time.perf_counter() - started
     atomic_write_text(timings_path, json.dumps(timings, indent=1))
+    unit = "texts" if text else "images"
     extra = {"diagnostics": diagnostics, "timings": timings, "environment": environment(str(device)),
-             "test_set": f"{test_c.name} ({len(test_c)} images)", "labeled_set": f"{train_c.name} ({len(train_c)} images)"}
+             "test_set": f"{test_c.name} ({len(test_c)} {unit})", "labeled_set": f"{train_c.name} ({len(train_c)} {unit})"}
     payload = write_tables(rows, out, extra, {e.name: e.scratch for e in [*encoders, *semisup]})
     report = write_report(out, payload, summary, to_dict(cfg),
                           title=f"selfsup study: {', '.join(names + [e.name for e in semisup])}")
@@ -394,12 +419,11 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
 def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg: StudyConfig,
                data: tuple[Prepared, Prepared], num_classes: int, device: torch.device) -> tuple[float, float]:
     """Scratch or fine-tuned test accuracy on ``subset``; the learning rate picked inside the subset."""
-    spec = BackboneSpec(**enc.info["backbone"])
     state = enc.backbone.state_dict()  # never trained here: every run loads (copies) it into a new backbone
-    image_size = enc.info["image_size"]
+    image_size = enc.image_size
 
     def make() -> Backbone:
-        backbone = build_from_spec(spec, image_size)
+        backbone = build_like(enc.spec, image_size)
         if evaluation == "finetune":
             backbone.load_state_dict(state)
         return backbone
@@ -416,7 +440,7 @@ def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfi
     """Test accuracy of UDA or FixMatch on ``subset`` and the pool, from random or pretrained weights."""
     enc = entry.encoder
     seed_everything(seed)
-    backbone = build_from_spec(BackboneSpec(**enc.info["backbone"]), enc.info["image_size"])
+    backbone = build_like(enc.spec, enc.image_size)
     if entry.pretrained:
         backbone.load_state_dict(enc.backbone.state_dict())
     train, test = data
@@ -424,6 +448,30 @@ def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfi
                            num_classes, cfg.semisup_steps or cfg.finetune_steps,
                            cfg.semisup_batch_size or cfg.finetune_batch_size, seed, device)
     return acc, SemisupConfig.lr
+
+
+def _text_sets(encoders: list[Encoder], labeled: str, cfg: StudyConfig):
+    """A text study's labeled pool (deduplicated, 5+ words), test texts, each encoder's token pools
+    (one per tokenizer) and the phrase groups that keep tiny subsets to distinct sentences."""
+    from ..data.text import TextPool, TokenSpec, labeled_texts, load_tokenizer, phrase_groups, read_texts, tokenizer_beside
+
+    if not cfg.test:
+        raise ConfigError("a text study needs --test (a labeled .tsv/.csv or folder of .txt; SST-2: dev.tsv)")
+    train_c, test_c = labeled_texts(read_texts(labeled)), read_texts(cfg.test)
+    if not train_c.has_labels or not test_c.has_labels or train_c.classes != test_c.classes:
+        raise ConfigError(f"{labeled} and {cfg.test} must carry labels of the same classes")
+    pools: dict[str, tuple] = {}
+    train_of = {}
+    for enc in encoders:
+        path = tokenizer_beside(enc.path, enc.info)
+        tokens = enc.info["tokens"]
+        key = f"{path.read_text()}:{tokens['max_length']}"
+        if key not in pools:
+            tokenizer = load_tokenizer(path)
+            spec = TokenSpec(tokens["vocab_size"], tokens["max_length"], tokens["tokenizer"])
+            pools[key] = (TextPool(train_c, tokenizer, spec), TextPool(test_c, tokenizer, spec))
+        train_of[enc.name] = pools[key]
+    return train_c, test_c, train_of, phrase_groups(train_c.texts)
 
 
 def _map_points(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
