@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from conftest import SHARED
-from selfsup.data.text import (CLS, MASK, PAD, SEP, TextPool, TokenSpec, deduplicate, encode, read_texts,
-                               token_counts, train_tokenizer)
+from selfsup.data.text import (CLS, MASK, PAD, SEP, TextPool, TokenSpec, deduplicate, encode, is_text_source,
+                               read_texts, token_counts, train_tokenizer)
 from selfsup.errors import ConfigError, SelfSupError
 from selfsup.losses.language import IGNORE, negative_sampling_loss, token_cross_entropy
 from selfsup.methods import METHODS
@@ -66,6 +66,9 @@ def test_sources_txt_folders_csv_and_bad_input(tmp_path, caplog):
         (tmp_path / "folder" / label / "x.txt").write_text("\n".join(texts))
     folder = read_texts(tmp_path / "folder")
     assert folder.classes == ["neg", "pos"] and folder.labels.tolist() == [0, 0, 1]
+    assert is_text_source(tmp_path / "folder") and is_text_source(tmp_path / "a.txt") and not is_text_source("digits")
+    (tmp_path / "folder" / "pos" / "cover.jpg").write_bytes(b"")
+    assert not is_text_source(tmp_path / "folder")  # any image makes it an image folder
     (tmp_path / "r.csv").write_text('id,review,label\n1,"good, really ""good""",pos\n2,,neg\n3,meh,neg\n')
     table = read_texts(tmp_path / "r.csv")
     assert table.texts == ['good, really "good"', "meh"] and table.labels.tolist() == [1, 0] and table.skipped == 1

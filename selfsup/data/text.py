@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, SelfSupError
+from .sources import IMAGE_SUFFIXES
 
 log = logging.getLogger("selfsup")
 
@@ -73,8 +75,15 @@ def is_text_source(path: str | Path | None) -> bool:
     if p.is_file():
         return p.suffix.lower() in TEXT_SUFFIXES
     if p.is_dir():
-        suffixes = {f.suffix.lower() for f in p.rglob("*") if f.is_file() and not f.name.startswith(".")}
-        return ".txt" in suffixes and not suffixes & {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+        # Stop at the first image: an image folder (maybe millions of files) is decided by its first file.
+        found_text = False
+        for _, _, files in os.walk(p):
+            for name in files:
+                suffix = os.path.splitext(name)[1].lower()
+                if suffix in IMAGE_SUFFIXES:
+                    return False
+                found_text |= suffix == ".txt" and not name.startswith(".")
+        return found_text
     return False
 
 
@@ -311,7 +320,6 @@ class TextPool:
         self.labels = collection.labels
         self.classes = collection.classes
         self.skipped, self.reported = collection.skipped, []
-        self.stream = None
 
     def __len__(self) -> int:
         return len(self.array)
