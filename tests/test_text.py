@@ -190,6 +190,10 @@ def test_skipgram_pairs_are_the_words_within_each_window():
     assert len(expected) <= len(centres) <= 4 * len(expected)  # reduced windows: between 1 and 4 words a side
     none_kept, _ = skipgram_pairs(ids, torch.zeros(40), 4, torch.Generator().manual_seed(0))
     assert len(none_kept) == 0
+    short = torch.tensor([[CLS, 7, SEP], [CLS, 8, SEP]])  # a length-bucketed batch of one-word texts, window 5
+    assert len(skipgram_pairs(short, keep, 5, torch.Generator().manual_seed(0))[0]) == 0
+    two = torch.tensor([[CLS, 7, 9, SEP]])
+    assert sorted(zip(*[t.tolist() for t in skipgram_pairs(two, keep, 5, torch.Generator().manual_seed(0))])) == [(7, 9), (9, 7)]
 
 
 # --- losses ----------------------------------------------------------------------------------------------
@@ -413,3 +417,20 @@ def test_a_text_study_compares_pretrained_and_scratch_on_distinct_sentences(text
     args[args.index("--out") + 1] = str(tmp_path / "study2")
     assert main([*args[:3], "--methods", "fixmatch", *args[5:]]) == 2  # semi-supervised rows are for images
     assert "train on images" in capsys.readouterr().err
+
+
+def test_text_epochs_are_length_bucketed_seeded_permutations(slice_pool):
+    from selfsup.methods.text_base import bucketed_order
+
+    lengths = slice_pool.lengths
+    order = bucketed_order(lengths, 32, seed=0, epoch=3)
+    assert len(order) == len(lengths) // 32 * 32 and len(set(order.tolist())) == len(order)  # each text once
+    assert np.array_equal(order, bucketed_order(lengths, 32, 0, 3)) and not np.array_equal(order, bucketed_order(lengths, 32, 0, 4))
+    padded = lengths[order].reshape(-1, 32).max(1).sum()
+    shuffled = lengths[np.random.default_rng(0).permutation(len(lengths))[:len(order)]].reshape(-1, 32).max(1).sum()
+    assert padded < 0.6 * shuffled  # far less padding than random batches
+    method, _ = _text_method("mlm", slice_pool)
+    from selfsup.methods import EpochContext
+
+    context = EpochContext(3, len(lengths), 0, None, torch.device("cpu"), lambda: None, batch_size=32, lengths=lengths)
+    assert np.array_equal(method.plan_epoch(context), order)

@@ -388,8 +388,10 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     def order_of(epoch: int) -> np.ndarray:
         """The method's plan for this epoch (DeepCluster's cluster-uniform sampling) or a seeded shuffle."""
         context = EpochContext(epoch=epoch, n_images=len(data), seed=cfg.seed, optimizer=optimizer, device=device,
-                               features=lambda: extract_features(backbone, data, normalization, spec.image_size,
-                                                                 device, num_workers=cfg.num_workers))
+                               features=lambda: extract_features(backbone, data, normalization,
+                                                                 getattr(spec, "image_size", 0), device,
+                                                                 num_workers=cfg.num_workers),
+                               batch_size=batch, lengths=getattr(data, "lengths", None))
         plan = method.plan_epoch(context)
         return epoch_order(len(data), cfg.seed, epoch) if plan is None else share_plan(method, plan, device)
 

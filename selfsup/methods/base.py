@@ -46,6 +46,8 @@ class EpochContext:
     optimizer: torch.optim.Optimizer
     device: torch.device
     features: Callable[[], tuple[torch.Tensor, np.ndarray]]  # eval-mode backbone features of the pool, positions
+    batch_size: int = 0  # the global batch the plan is cut into
+    lengths: np.ndarray | None = None  # text pools: tokens per text
 
 
 @dataclass

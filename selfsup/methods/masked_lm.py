@@ -10,12 +10,12 @@ from ..backbones.text import masked_mean
 from ..data.text import PAD, TokenSpec, trim_padding
 from ..losses.language import IGNORE, token_cross_entropy
 from ..views.text import mask_tokens
-from .base import Method, register_method
-from .text_heads import TRANSFORMER_RECIPE, TiedLanguageModelHead, sequence_encoder
+from .base import register_method
+from .text_base import TRANSFORMER_RECIPE, TextMethod, TiedLanguageModelHead, sequence_encoder
 
 
 @register_method
-class MaskedLM(Method):
+class MaskedLM(TextMethod):
     """BERT's masked language model.
 
     - [0] Devlin, Chang, Lee & Toutanova, 2019, https://arxiv.org/abs/1810.04805
@@ -29,7 +29,6 @@ class MaskedLM(Method):
 
     name = "mlm"
     paper = "Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
-    modality = "text"
     recipe = replace(TRANSFORMER_RECIPE, args={"mask_rate": 0.15})
 
     def __init__(self, backbone: Backbone, views: TokenSpec, mask_rate: float = 0.15) -> None:

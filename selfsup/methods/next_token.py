@@ -8,12 +8,12 @@ from ..backbones.text import masked_mean
 from ..data.text import PAD, TokenSpec, trim_padding
 from ..losses.language import IGNORE, token_cross_entropy
 from ..views.text import next_token_targets
-from .base import Method, register_method
-from .text_heads import TRANSFORMER_RECIPE, TiedLanguageModelHead, sequence_encoder
+from .base import register_method
+from .text_base import TRANSFORMER_RECIPE, TextMethod, TiedLanguageModelHead, sequence_encoder
 
 
 @register_method
-class NextToken(Method):
+class NextToken(TextMethod):
     """Generative pre-training: a left-to-right language model.
 
     - [0] Radford, Narasimhan, Salimans & Sutskever, 2018, "Improving Language Understanding by
@@ -28,7 +28,6 @@ class NextToken(Method):
 
     name = "next_token"
     paper = "Radford et al. 2018, Improving Language Understanding by Generative Pre-Training (GPT)"
-    modality = "text"
     recipe = TRANSFORMER_RECIPE
 
     def __init__(self, backbone: Backbone, views: TokenSpec) -> None:

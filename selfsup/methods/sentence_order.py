@@ -8,12 +8,12 @@ from ..data.text import TokenSpec, trim_padding
 from ..heads import classifier_head
 from ..losses.language import IGNORE, token_cross_entropy
 from ..views.text import sentence_order_pairs
-from .base import Method, register_method
-from .text_heads import TRANSFORMER_RECIPE, sequence_encoder
+from .base import register_method
+from .text_base import TRANSFORMER_RECIPE, TextMethod, sequence_encoder
 
 
 @register_method
-class SentenceOrder(Method):
+class SentenceOrder(TextMethod):
     """ALBERT's sentence-order prediction (SOP).
 
     - [0] Lan, Chen, Goodman, Gimpel, Sharma & Soricut, 2020, https://arxiv.org/abs/1909.11942
@@ -28,7 +28,6 @@ class SentenceOrder(Method):
 
     name = "sentence_order"
     paper = "Lan et al. 2020, ALBERT: A Lite BERT for Self-supervised Learning of Language Representations (SOP)"
-    modality = "text"
     recipe = TRANSFORMER_RECIPE
 
     def __init__(self, backbone: Backbone, views: TokenSpec) -> None:

@@ -110,7 +110,7 @@ def skipgram_pairs(ids: torch.Tensor, keep: torch.Tensor, window: int, generator
     reach = torch.randint(1, window + 1, ids.shape, generator=generator)
     centres, contexts = [], []
     length = ids.shape[1]
-    for offset in range(1, window + 1):
+    for offset in range(1, min(window, length - 1) + 1):  # a batch of short texts has no pairs that far apart
         for sign in (1, -1):
             shift = sign * offset
             lo, hi = max(0, -shift), min(length, length - shift)
