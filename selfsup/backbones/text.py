@@ -17,10 +17,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from ..data.text import FIRST_WORD, PAD
 from ..errors import ConfigError
 from .registry import Backbone
-
-PAD_ID, FIRST_WORD_ID = 0, 5  # ids below 5 are [PAD] [UNK] [CLS] [SEP] [MASK]
 
 
 @dataclass
@@ -36,12 +35,12 @@ class TextBackboneSpec:
 class TextTransformer(nn.Module):
     def __init__(self, vocab_size: int, max_length: int, width: int, depth: int, heads: int) -> None:
         super().__init__()
-        self.tokens = nn.Embedding(vocab_size, width, padding_idx=PAD_ID)
+        self.tokens = nn.Embedding(vocab_size, width, padding_idx=PAD)
         self.positions = nn.Parameter(torch.zeros(1, max_length, width))
         nn.init.normal_(self.tokens.weight, std=0.02)
         nn.init.trunc_normal_(self.positions, std=0.02)
         with torch.no_grad():
-            self.tokens.weight[PAD_ID].zero_()
+            self.tokens.weight[PAD].zero_()
         layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, activation="gelu",
                                            batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
@@ -57,11 +56,11 @@ class TextTransformer(nn.Module):
         x = self.tokens(ids) + self.positions[:, :length]
         mask = nn.Transformer.generate_square_subsequent_mask(length, device=ids.device, dtype=x.dtype) if causal else None
         # Padding is masked as keys; with right padding every real token still sees itself and its past.
-        x = self.encoder(x, mask=mask, src_key_padding_mask=None if causal else ids == PAD_ID, is_causal=causal)
+        x = self.encoder(x, mask=mask, src_key_padding_mask=None if causal else ids == PAD, is_causal=causal)
         return self.norm(x)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return masked_mean(self.sequence(ids), ids.long() != PAD_ID)
+        return masked_mean(self.sequence(ids), ids.long() != PAD)
 
 
 class WordEmbedding(nn.Module):
@@ -76,7 +75,7 @@ class WordEmbedding(nn.Module):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         ids = ids.long()
-        return masked_mean(self.tokens(ids), ids >= FIRST_WORD_ID)
+        return masked_mean(self.tokens(ids), ids >= FIRST_WORD)
 
 
 def masked_mean(states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

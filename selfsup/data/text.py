@@ -26,6 +26,7 @@ log = logging.getLogger("selfsup")
 TEXT_SUFFIXES = (".txt", ".tsv", ".csv")
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")  # ids 0..4 in every vocabulary
 PAD, UNK, CLS, SEP, MASK = range(len(SPECIAL_TOKENS))
+FIRST_WORD = MASK + 1  # ids from here on are words (or word pieces); below are the special tokens
 TEXT_COLUMNS = ("text", "sentence", "content", "review", "document")
 DEFAULT_VOCAB_SIZE = {"bpe": 8000, "word": 20000}
 DEFAULT_MAX_LENGTH = 64
@@ -225,6 +226,25 @@ def phrase_groups(texts: list[str], n: int = 5) -> np.ndarray:
     return np.array([root(i) for i in range(len(texts))], dtype=np.int64)
 
 
+def labeled_text_sets(labeled: str, test: str | None) -> tuple[TextCollection, TextCollection]:
+    """The labeled pool (``labeled_texts``) and the test texts of a text evaluation, both labeled with
+    the same classes; text has no saved 80/20 split, so ``test`` is required."""
+    if not test:
+        raise ConfigError("text evaluation needs --test (a labeled .tsv/.csv or folder of .txt; SST-2: dev.tsv)")
+    train_c, test_c = labeled_texts(read_texts(labeled)), read_texts(test)
+    if not train_c.has_labels or not test_c.has_labels:
+        raise ConfigError("--labeled and --test must carry labels (a label column, or class subfolders)")
+    if test_c.classes != train_c.classes:
+        raise SelfSupError(f"{test}: classes {test_c.classes} differ from {labeled}'s {train_c.classes}")
+    return train_c, test_c
+
+
+def token_spec_of(info: dict) -> TokenSpec:
+    """The token settings a text encoder was trained with (its encoder.json)."""
+    tokens = info["tokens"]
+    return TokenSpec(tokens["vocab_size"], tokens["max_length"], tokens["tokenizer"])
+
+
 def tokenizer_beside(checkpoint: str | Path, info: dict) -> Path:
     """The tokenizer a text encoder was trained with: in its run folder (beside encoder.json, or two
     levels up from a step checkpoint)."""
@@ -370,6 +390,7 @@ def open_text_pool(source: str, out: Path, kind: str, vocab_size: int | None, ma
     return pool
 
 
-__all__ = ["CLS", "MASK", "PAD", "SEP", "SPECIAL_TOKENS", "TextCollection", "TextPool", "TokenSpec", "UNK",
-           "deduplicate", "encode", "labeled_texts", "phrase_groups", "tokenizer_beside", "trim_padding", "is_text_source", "load_tokenizer", "open_text_pool", "read_texts",
-           "train_tokenizer"]
+__all__ = ["CLS", "FIRST_WORD", "MASK", "PAD", "SEP", "SPECIAL_TOKENS", "TOKENIZER_FILE", "TextCollection", "TextPool",
+           "TokenSpec", "UNK", "deduplicate", "encode", "is_text_source", "labeled_text_sets", "labeled_texts",
+           "load_tokenizer", "open_text_pool", "phrase_groups", "read_texts", "token_spec_of", "tokenizer_beside",
+           "train_tokenizer", "trim_padding"]

@@ -28,7 +28,7 @@ from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
 from ..data.shards import ShardedPool, is_shard_spec
 from ..data.sources import Collection
-from ..data.text import TextPool, TokenSpec, is_text_source, open_text_pool, read_texts
+from ..data.text import TOKENIZER_FILE, TextPool, TokenSpec, is_text_source, open_text_pool, read_texts
 from ..data.splits import stratified_split, train_test
 from ..distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                            shutdown, wrap_data_parallel)
@@ -477,8 +477,6 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
 
 def _text_info(tokens: TokenSpec) -> dict:
     """How a text encoder reads its input (encoder.json): the token settings and the tokenizer file."""
-    from ..data.text import TOKENIZER_FILE
-
     return {"modality": "text", "tokens": tokens.info(), "tokenizer": TOKENIZER_FILE}
 
 

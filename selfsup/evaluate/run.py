@@ -12,7 +12,7 @@ from ..backbones.io import load_backbone
 from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import parse_labels_per_class, train_test
-from ..data.text import TextPool, TokenSpec, labeled_texts, load_tokenizer, phrase_groups, read_texts, tokenizer_beside
+from ..data.text import TextPool, labeled_text_sets, load_tokenizer, phrase_groups, token_spec_of, tokenizer_beside
 from ..engine.runtime import prepare_out, resolve_device
 from ..errors import ConfigError, SelfSupError
 from ..views import Normalization
@@ -24,15 +24,8 @@ from .linear import linear_probe
 
 def _labeled_texts(cfg, info: dict) -> tuple[TextPool, TextPool]:
     """Labeled and test texts, tokenized with the checkpoint's own tokenizer at its length."""
-    if not cfg.test:
-        raise ConfigError("text evaluation needs --test (a labeled .tsv/.csv or folder of .txt; SST-2: dev.tsv)")
-    tokenizer = load_tokenizer(tokenizer_beside(cfg.checkpoint, info))
-    spec = TokenSpec(info["tokens"]["vocab_size"], info["tokens"]["max_length"], info["tokens"]["tokenizer"])
-    train, test = labeled_texts(read_texts(cfg.labeled)), read_texts(cfg.test)
-    if not train.has_labels or not test.has_labels:
-        raise ConfigError("--labeled and --test must carry labels (a label column, or class subfolders)")
-    if test.classes != train.classes:
-        raise SelfSupError(f"{cfg.test}: classes {test.classes} differ from {cfg.labeled}'s {train.classes}")
+    train, test = labeled_text_sets(cfg.labeled, cfg.test)
+    tokenizer, spec = load_tokenizer(tokenizer_beside(cfg.checkpoint, info)), token_spec_of(info)
     return TextPool(train, tokenizer, spec), TextPool(test, tokenizer, spec)
 
 

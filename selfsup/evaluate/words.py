@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..data.text import FIRST_WORD
 from ..errors import SelfSupError
-
-FIRST_WORD = 5  # ids below are [PAD] [UNK] [CLS] [SEP] [MASK]
 
 
 class WordVectors:

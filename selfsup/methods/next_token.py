@@ -36,8 +36,7 @@ class NextToken(TextMethod):
         self.head = TiedLanguageModelHead(self.encoder[0].tokens)
 
     def forward(self, ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        ids = trim_padding(ids)
-        ids = ids.long()
+        ids = trim_padding(ids).long()
         targets = next_token_targets(ids)
         states = self.encoder[0].sequence(ids, causal=True)
         picked = targets != IGNORE

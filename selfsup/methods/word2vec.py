@@ -53,12 +53,12 @@ class Word2Vec(TextMethod):
     def forward(self, ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         ids = trim_padding(ids)
         centres, contexts = skipgram_pairs(ids, self.keep, self.window, generator)
-        noise = torch.multinomial(self.noise.cpu(), len(centres) * self.negatives, replacement=True,
-                                  generator=generator).view(len(centres), self.negatives)
-        device = ids.device
         words = self.backbone.model.tokens
         if len(centres) == 0:  # every text a single (kept) word: nothing to predict this step
             return {"loss": words.weight.sum() * 0.0 + self.output.weight.sum() * 0.0, "embedding": self.backbone(ids)}
+        noise = torch.multinomial(self.noise.cpu(), len(centres) * self.negatives, replacement=True,
+                                  generator=generator).view(len(centres), self.negatives)
+        device = ids.device
         loss = negative_sampling_loss(words(centres.to(device)), self.output(contexts.to(device)),
                                       self.output(noise.to(device)))
         return {"loss": loss, "embedding": self.backbone(ids)}

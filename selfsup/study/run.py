@@ -453,22 +453,17 @@ def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfi
 def _text_sets(encoders: list[Encoder], labeled: str, cfg: StudyConfig):
     """A text study's labeled pool (deduplicated, 5+ words), test texts, each encoder's token pools
     (one per tokenizer) and the phrase groups that keep tiny subsets to distinct sentences."""
-    from ..data.text import TextPool, TokenSpec, labeled_texts, load_tokenizer, phrase_groups, read_texts, tokenizer_beside
+    from ..data.text import TextPool, labeled_text_sets, load_tokenizer, phrase_groups, token_spec_of, tokenizer_beside
 
-    if not cfg.test:
-        raise ConfigError("a text study needs --test (a labeled .tsv/.csv or folder of .txt; SST-2: dev.tsv)")
-    train_c, test_c = labeled_texts(read_texts(labeled)), read_texts(cfg.test)
-    if not train_c.has_labels or not test_c.has_labels or train_c.classes != test_c.classes:
-        raise ConfigError(f"{labeled} and {cfg.test} must carry labels of the same classes")
+    train_c, test_c = labeled_text_sets(labeled, cfg.test)
     pools: dict[str, tuple] = {}
     train_of = {}
     for enc in encoders:
         path = tokenizer_beside(enc.path, enc.info)
-        tokens = enc.info["tokens"]
-        key = f"{path.read_text()}:{tokens['max_length']}"
+        spec = token_spec_of(enc.info)
+        key = f"{path.read_text()}:{spec.max_length}"  # runs whose tokenizers are equal share their token pools
         if key not in pools:
             tokenizer = load_tokenizer(path)
-            spec = TokenSpec(tokens["vocab_size"], tokens["max_length"], tokens["tokenizer"])
             pools[key] = (TextPool(train_c, tokenizer, spec), TextPool(test_c, tokenizer, spec))
         train_of[enc.name] = pools[key]
     return train_c, test_c, train_of, phrase_groups(train_c.texts)

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ..data.text import CLS, MASK, PAD, SEP
+from ..data.text import CLS, FIRST_WORD, MASK, PAD, SEP
 from ..losses.language import IGNORE  # cross-entropy's ignore_index
-
-FIRST_WORD = MASK + 1  # ids below are special tokens
 
 
 def _rand(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:
