@@ -75,7 +75,7 @@ class FinetuneConfig(DataConfig):
     seeds: int = 3
     steps: int = 200  # optimizer steps of each downstream training
     batch_size: int = 64
-    lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
+    lr_grid: list[float] = field(default_factory=list)  # backbone, head x10; empty: images 0.001,0.003,0.01 (SGD), text 1e-4,3e-4,1e-3 (AdamW)
     weight_decay: float = 5e-4
     val_fraction: float = 0.2  # of the labeled subset, for picking the learning rate
     head_init: str = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
@@ -131,7 +131,7 @@ class StudyConfig(DataConfig):
     semisup_batch_size: int | None = None  # labeled images per semi-supervised step; default finetune_batch_size
     semisup_labels_per_class: str | None = None  # the budgets with semi-supervised rows; default every budget
     finetune_batch_size: int = 64
-    lr_grid: list[float] = field(default_factory=lambda: [0.001, 0.003, 0.01])  # backbone; head x10
+    lr_grid: list[float] = field(default_factory=list)  # backbone, head x10; empty: images 0.001,0.003,0.01 (SGD), text 1e-4,3e-4,1e-3 (AdamW)
     finetune_weight_decay: float = 5e-4
     val_fraction: float = 0.2  # of the labeled subset, for picking the learning rate
     knn_k: int = 200

@@ -434,3 +434,77 @@ def test_text_epochs_are_length_bucketed_seeded_permutations(slice_pool):
 
     context = EpochContext(3, len(lengths), 0, None, torch.device("cpu"), lambda: None, batch_size=32, lengths=lengths)
     assert np.array_equal(method.plan_epoch(context), order)
+
+
+# --- Hugging Face transformers encoders ----------------------------------------------------------------
+
+TINY_BERT = "hf:bert:hidden_size=32,num_hidden_layers=1,num_attention_heads=2,intermediate_size=64"
+
+
+def test_hugging_face_models_are_text_encoders_measured_causal_or_not(slice_pool, sst2_slice, tmp_path):
+    pytest.importorskip("transformers")
+    from selfsup.backbones.io import build_like, load_backbone
+    from selfsup.backbones.text import build_text_backbone
+    from selfsup.cli import main
+
+    spec = slice_pool.spec
+    torch.manual_seed(0)
+    bert = build_text_backbone(TINY_BERT, spec.vocab_size, 32)
+    gpt = build_text_backbone("hf:gpt2:n_embd=32,n_layer=1,n_head=2", spec.vocab_size, 32)
+    assert not bert.model.causal and gpt.model.causal and bert.feature_dim == 32
+    config = bert.spec.config
+    assert config["vocab_size"] == spec.vocab_size and config["pad_token_id"] == PAD
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.0
+    ids = torch.from_numpy(slice_pool.array[:8])
+    longest = int((ids != PAD).sum(1).max())
+    with torch.no_grad():  # padding is masked: trimming it changes nothing
+        torch.testing.assert_close(bert.eval()(ids), bert(ids[:, :longest]), atol=1e-5, rtol=1e-5)
+        later = ids.clone()
+        later[:, 3] = FIRST_WORD + 7  # GPT-2's states before position 3 never see it
+        torch.testing.assert_close(gpt.model.sequence(ids, causal=True)[:, :3], gpt.model.sequence(later, causal=True)[:, :3])
+        rebuilt = build_like(bert.spec)  # from the saved config alone
+        rebuilt.model.load_state_dict(bert.model.state_dict())
+        torch.testing.assert_close(rebuilt.eval()(ids), bert(ids))
+    bert.train()
+    mlm = METHODS.get("mlm")(bert, spec)
+    optimizer = torch.optim.AdamW(mlm.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = mlm(ids, torch.Generator().manual_seed(0))["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert math.isfinite(losses[0]) and losses[-1] < losses[0] - 0.1, losses
+    assert torch.isfinite(METHODS.get("next_token")(gpt, spec)(ids, torch.Generator())["loss"])
+    with pytest.raises(ConfigError, match="causal model"):
+        METHODS.get("next_token")(bert, spec)(ids, torch.Generator())
+    for name, message in [("hf:bert:nokey=1", "no setting 'nokey'"), ("hf:", "model type"),
+                          ("hf:no_such_type", "no_such_type"), (f"hf:{tmp_path / 'none.json'}", "does not exist")]:
+        with pytest.raises(ConfigError, match=message):
+            build_text_backbone(name, spec.vocab_size, 32)
+    out = tmp_path / "run"  # the whole path: pretrain, encoder.json holding the config, reload
+    assert main(["pretrain", "--quiet", "--data", str(sst2_slice), "--method", "mlm", "--backbone", TINY_BERT,
+                 "--steps", "2", "--batch-size", "16", "--max-length", "32", "--vocab-size", "1000", "--out", str(out)]) == 0
+    info = json.loads((out / "encoder.json").read_text())
+    assert info["backbone"]["name"] == TINY_BERT and info["backbone"]["config"]["model_type"] == "bert"
+    loaded, _ = load_backbone(out)
+    assert loaded.feature_dim == 32
+
+
+def test_language_models_warn_on_dimensional_collapse_only():
+    from selfsup.engine.monitor import CollapseWatch
+    from selfsup.evaluate.finetune import lr_grid_for
+
+    assert not any(METHODS.get(n).collapse_prone for n in TEXT_METHODS) and METHODS.get("simclr").collapse_prone
+    noise = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))
+    anisotropic = 10.0 + 0.01 * noise  # every text near one shared direction, but full rank
+    lenient, strict = CollapseWatch(std_floor=0.0, patience=1), CollapseWatch(patience=1)
+    lenient.check(anisotropic, 1)
+    strict.check(anisotropic, 1)
+    assert strict.warned and not lenient.warned
+    lenient.check(noise[:1].expand(64, 32), 2)  # one point: rank 1
+    assert lenient.warned
+    # fine-tuning: AdamW rates for Transformers, SGD rates for images, unless a grid is given
+    assert lr_grid_for([], True) == [1e-4, 3e-4, 1e-3] and lr_grid_for([], False) == [0.001, 0.003, 0.01]
+    assert lr_grid_for([0.5], True) == [0.5]

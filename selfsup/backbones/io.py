@@ -70,7 +70,7 @@ def build_like(spec: Any, image_size: int | None = None) -> Backbone:
     from .text import build_text_backbone
 
     if getattr(spec, "modality", "image") == "text":
-        return build_text_backbone(spec.name, spec.vocab_size, spec.max_length)
+        return build_text_backbone(spec.name, spec.vocab_size, spec.max_length, getattr(spec, "config", None))
     return build_from_spec(spec, image_size or 224)
 
 

@@ -6,6 +6,7 @@
   gives GPT's left-to-right states from the same weights.
 - ``word-embedding``: a table of word vectors, mean-pooled over a text's words (word2vec's
   input vectors, Mikolov et al. 2013, https://arxiv.org/abs/1310.4546).
+- ``hf:MODEL_TYPE[:key=value,...]``: any Hugging Face ``transformers`` architecture (``hf.py``).
 
 Dropout is off: on a CPU-sized corpus and budget it costs accuracy per step, and it would
 draw from the global random stream, which resumed runs do not replay.
@@ -30,6 +31,7 @@ class TextBackboneSpec:
     vocab_size: int
     max_length: int
     modality: str = "text"
+    config: dict | None = None  # hf:... backbones: the resolved Hugging Face config
 
 
 class TextTransformer(nn.Module):
@@ -92,10 +94,18 @@ TEXT_BACKBONES = {
 }
 
 
-def build_text_backbone(name: str, vocab_size: int, max_length: int) -> Backbone:
-    """A randomly initialized text encoder wrapped like an image backbone (``Backbone``)."""
+def build_text_backbone(name: str, vocab_size: int, max_length: int, config: dict | None = None) -> Backbone:
+    """A randomly initialized text encoder wrapped like an image backbone (``Backbone``); ``hf:...``
+    names build a Hugging Face model (``config``: its saved config, when rebuilding a checkpoint)."""
+    from .hf import HFTextEncoder, hf_config, is_hf_backbone
+
+    if is_hf_backbone(name):
+        config = config or hf_config(name, vocab_size, max_length)
+        encoder = HFTextEncoder(config, name)
+        return Backbone(encoder, TextBackboneSpec(name, vocab_size, max_length, config=config), encoder.width)
     if name not in TEXT_BACKBONES:
-        raise ConfigError(f"unknown text backbone {name!r} (known: {', '.join(TEXT_BACKBONES)})")
+        raise ConfigError(f"unknown text backbone {name!r} (known: {', '.join(TEXT_BACKBONES)}, "
+                          "or hf:MODEL_TYPE[:key=value,...] with transformers installed)")
     model = TEXT_BACKBONES[name][0](vocab_size, max_length)
     return Backbone(model, TextBackboneSpec(name, vocab_size, max_length), model.width)
 

@@ -17,7 +17,7 @@ from ..engine.runtime import prepare_out, resolve_device
 from ..errors import ConfigError, SelfSupError
 from ..views import Normalization
 from .features import extract_features
-from .finetune import Downstream, compare
+from .finetune import Downstream, compare, lr_grid_for
 from .knn import knn_predict, topk_accuracy
 from .linear import linear_probe
 
@@ -100,8 +100,6 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         raise ConfigError("finetune needs --checkpoint (a run folder or an encoder file)")
     if cfg.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
-    if not cfg.lr_grid:
-        raise ConfigError("lr_grid must hold at least one learning rate")
     if cfg.head_init not in ("probe", "random"):
         raise ConfigError(f"head_init must be probe or random, not {cfg.head_init!r}")
     budgets = budgets_from(cfg)
@@ -120,7 +118,7 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     ds = Downstream(train=train, test=test, num_classes=train.collection.num_classes,
                     normalization=norm, image_size=image_size,
                     device=device, steps=cfg.steps, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
-                    lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction,
+                    lr_grid=lr_grid_for(cfg.lr_grid, norm is None), val_fraction=cfg.val_fraction,
                     head_init=cfg.head_init, groups=groups)
     if ds.num_classes < 2:
         raise SelfSupError("the labeled set needs at least two classes")

@@ -68,6 +68,11 @@ class Method(nn.Module):
     input_channels: ClassVar[int | None] = None  # the backbone's input channels, if not the data's (colorization: 1)
     modality: ClassVar[str] = "image"  # or "text": the method's data, views and encoders
     tokenizer: ClassVar[str] = "bpe"  # text methods: the vocabulary trained on the corpus (word2vec: "word")
+    # A joint-embedding loss has a constant-output optimum, so a spread that vanishes means collapse. Text
+    # features are anisotropic by nature (contextual states: Ethayarajh 2019, https://arxiv.org/abs/1909.00512;
+    # word vectors: Mu & Viswanath 2018, https://arxiv.org/abs/1702.01417) and the text losses have no such
+    # optimum: their collapse watch warns on dimensional collapse (rank) only.
+    collapse_prone: ClassVar[bool] = True
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()

@@ -34,7 +34,7 @@ class MaskedLM(TextMethod):
     def __init__(self, backbone: Backbone, views: TokenSpec, mask_rate: float = 0.15) -> None:
         super().__init__(backbone, views)
         self.encoder = [sequence_encoder(backbone, self.name)]  # a reference: the weights are the backbone's
-        self.head = TiedLanguageModelHead(self.encoder[0].tokens)
+        self.head = TiedLanguageModelHead(self.encoder[0].tokens, backbone.feature_dim)
         self.mask_rate = mask_rate
 
     def forward(self, ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

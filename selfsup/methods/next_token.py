@@ -33,7 +33,7 @@ class NextToken(TextMethod):
     def __init__(self, backbone: Backbone, views: TokenSpec) -> None:
         super().__init__(backbone, views)
         self.encoder = [sequence_encoder(backbone, self.name)]
-        self.head = TiedLanguageModelHead(self.encoder[0].tokens)
+        self.head = TiedLanguageModelHead(self.encoder[0].tokens, backbone.feature_dim)
 
     def forward(self, ids: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         ids = trim_padding(ids).long()

@@ -37,6 +37,7 @@ class TextMethod(Method):
     """A method on token ids (``modality = "text"``) whose epochs are length-bucketed."""
 
     modality = "text"
+    collapse_prone = False  # pooled token states and word vectors share a dominant direction by nature (Method.collapse_prone)
 
     def plan_epoch(self, context: EpochContext) -> np.ndarray | None:
         if context.lengths is None or not context.batch_size:
@@ -56,11 +57,12 @@ class TiedLanguageModelHead(nn.Module):
     a product with the input token embeddings (weights tied, so the vocabulary is learned once) plus
     a per-token bias. Tied functionally, not by sharing a parameter, so checkpoints hold each tensor once."""
 
-    def __init__(self, embedding: nn.Embedding) -> None:
+    def __init__(self, embedding: nn.Embedding, hidden: int | None = None) -> None:
         super().__init__()
         width = embedding.embedding_dim
         self.embedding = [embedding]  # a reference, not a submodule: its weight belongs to the backbone
-        self.transform = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
+        # states may be wider than the embedding (ALBERT's factorized embedding): project down to it
+        self.transform = nn.Sequential(nn.Linear(hidden or width, width), nn.GELU(), nn.LayerNorm(width))
         self.bias = nn.Parameter(torch.zeros(embedding.num_embeddings))
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:

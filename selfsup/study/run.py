@@ -44,7 +44,7 @@ from ..engine.runtime import resolve_device, seed_everything
 from ..errors import ConfigError, SelfSupError
 from ..evaluate.diagnostics import feature_diagnostics
 from ..evaluate.features import extract_features
-from ..evaluate.finetune import Downstream, finetuned_accuracy
+from ..evaluate.finetune import Downstream, finetuned_accuracy, lr_grid_for
 from ..evaluate.knn import knn_predict, topk_accuracy
 from ..evaluate.linear import linear_probe
 from ..methods import METHODS
@@ -431,7 +431,8 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
     train, test = data
     ds = Downstream(train=train, test=test, num_classes=num_classes, normalization=enc.normalization,
                     image_size=image_size, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
-                    weight_decay=cfg.finetune_weight_decay, lr_grid=list(cfg.lr_grid), val_fraction=cfg.val_fraction)
+                    weight_decay=cfg.finetune_weight_decay, lr_grid=lr_grid_for(cfg.lr_grid, enc.text),
+                    val_fraction=cfg.val_fraction)
     return finetuned_accuracy(make, ds, subset, seed)
 
 
