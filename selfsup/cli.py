@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a view override, e.g. local_crops=4 or crop_scale=[0.2,1] (repeatable)")
     p.add_argument("--max-length", type=int, default=S, help="text: tokens per text, [CLS] and [SEP] included (default 64)")
     p.add_argument("--vocab-size", type=int, default=S, help="text: the tokenizer's vocabulary (default 8000, word2vec 20000)")
+    p.add_argument("--frames", type=int, default=S, help="video: frames per clip (default 16)")
+    p.add_argument("--frame-stride", type=int, default=S, help="video: a clip takes every n-th frame (default 2)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--epochs", type=float, default=S)
     budget.add_argument("--steps", type=int, default=S)

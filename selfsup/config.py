@@ -32,6 +32,8 @@ class PretrainConfig(DataConfig):
     view_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, e.g. crop_scale
     max_length: int | None = None  # text: tokens per text, [CLS] and [SEP] included (default 64)
     vocab_size: int | None = None  # text: the tokenizer's vocabulary (default 8000; word2vec's words: 20000)
+    frames: int | None = None  # video: frames per clip (default 16)
+    frame_stride: int | None = None  # video: a clip takes every n-th frame (default 2)
     epochs: float | None = None
     steps: int | None = None
     time_limit: float | None = None  # seconds, turned into a step count up front

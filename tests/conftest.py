@@ -52,3 +52,23 @@ def make_jpeg(rng: np.random.Generator, size: int = 32) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+def assert_method_trains(method, batch: torch.Tensor, steps: int = 10) -> None:
+    """A method's smoke check on a fixed batch (fixed views each step): a finite scalar loss, an
+    embedding row per item, a gradient for every trainable parameter, and a loss that falls under AdamW."""
+    generator = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    out = method(batch, generator())
+    assert out["loss"].ndim == 0 and torch.isfinite(out["loss"]) and out["embedding"].shape[0] == len(batch)
+    out["loss"].backward()
+    missing = [n for n, p in method.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, missing[:5]
+    optimizer = torch.optim.AdamW(method.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(steps):
+        loss = method(batch, generator())["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert sum(losses[-3:]) / 3 < losses[0]

@@ -116,6 +116,10 @@ def build_backbone(name: str, in_channels: int = 3, stem: str = "auto", image_si
 
 
 def build_from_spec(spec: BackboneSpec, image_size: int = 224) -> Backbone:
+    from .video import build_clip_backbone, is_clip_backbone
+
+    if is_clip_backbone(spec.name):
+        return build_clip_backbone(spec, image_size)
     if spec.name in OWN_BACKBONES:
         model = OWN_BACKBONES.get(spec.name)(spec.in_channels, image_size)
     elif spec.name.startswith("timm:"):

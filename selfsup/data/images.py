@@ -195,14 +195,15 @@ class ReportsBadItems:
 
     strict: bool
     reported: set[str]
+    item_kind = "image"
 
     def report_bad(self, bad: list[tuple[str, str]]) -> None:
         for key, why in bad:
             if self.strict:
-                raise SelfSupError(f"unreadable image {key}: {why}")
+                raise SelfSupError(f"unreadable {self.item_kind} {key}: {why}")
             if key not in self.reported:
                 self.reported.add(key)
-                log.warning("skipped unreadable image %s (%s)", key, why)
+                log.warning("skipped unreadable %s %s (%s)", self.item_kind, key, why)
 
 
 class Prepared(ReportsBadItems):
@@ -211,6 +212,8 @@ class Prepared(ReportsBadItems):
     ``batches(indices)`` yields (positions, uint8 batch) where positions index ``indices``;
     items found unreadable while streaming are left out and named once.
     """
+
+    modality = "image"
 
     def __init__(self, collection: Collection, spec: ImageSpec, strict: bool = False,
                  progress: bool = True) -> None:

@@ -18,6 +18,10 @@ import numpy as np
 from ..errors import SelfSupError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+VOLUME_SUFFIXES = (".npy", ".npz", ".nii", ".nii.gz")
+# What an item file of each kind of source ends with (``open_source(spec, kind)``).
+SUFFIXES = {"image": IMAGE_SUFFIXES, "video": VIDEO_SUFFIXES, "volume": VOLUME_SUFFIXES}
 
 
 class Reader:
@@ -144,12 +148,8 @@ class Collection:
         return f"{len(self)} images from {where}{labels}"
 
 
-def _is_image(name: str) -> bool:
-    return name.lower().endswith(IMAGE_SUFFIXES)
-
-
-def _list_folder(root: Path) -> list[str]:
-    """Relative paths of image files under root; os.scandir uses d_type, so no stat per file."""
+def _list_folder(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[str]:
+    """Relative paths of item files under root; os.scandir uses d_type, so no stat per file."""
     found: list[str] = []
     stack = [""]
     while stack:
@@ -160,16 +160,16 @@ def _list_folder(root: Path) -> list[str]:
                 if entry.is_dir(follow_symlinks=True):
                     if not entry.name.startswith("."):
                         stack.append(child)
-                elif _is_image(entry.name) and not entry.name.startswith("."):
+                elif entry.name.lower().endswith(suffixes) and not entry.name.startswith("."):
                     found.append(child)
     found.sort()
     return found
 
 
-def _collections_from_keys(keys: list[str], reader: Reader, name: str) -> dict[str, Collection]:
+def _collections_from_keys(keys: list[str], reader: Reader, name: str, kind: str = "image") -> dict[str, Collection]:
     """Group relative paths into collections: train/ and test/ splits, class subfolders as labels."""
     if not keys:
-        raise SelfSupError(f"no image files found in {reader.description}")
+        raise SelfSupError(f"no {kind} files found in {reader.description} (looked for {', '.join(SUFFIXES[kind])})")
     # An archive often wraps everything in one top folder (cifar10/train/...): look through it.
     prefix = ""
     tops = {k.split("/", 1)[0] for k in keys}
@@ -200,6 +200,18 @@ def _collections_from_keys(keys: list[str], reader: Reader, name: str) -> dict[s
     return out
 
 
+def _to_uint8(x: np.ndarray, what: str) -> np.ndarray:
+    """uint8 as it is; other arrays scaled to 0..255 (values in [0, 1] are fractions of full scale)."""
+    if x.dtype == np.uint8:
+        return x
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise SelfSupError(f"{what}: array contains NaN or infinite values")
+    hi = float(x.max()) if x.size else 1.0
+    scale = 255.0 if hi <= 1.0 else (1.0 if hi <= 255.0 else 255.0 / hi)
+    return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+
+
 def _array_to_nchw(x: np.ndarray, what: str) -> np.ndarray:
     """Accept N x H x W, N x H x W x C or N x C x H x W; return uint8 N x C x H x W."""
     if x.ndim == 3:
@@ -209,27 +221,42 @@ def _array_to_nchw(x: np.ndarray, what: str) -> np.ndarray:
             x = x.transpose(0, 3, 1, 2)
     else:
         raise SelfSupError(f"{what}: expected images shaped N x H x W[x C], got shape {x.shape}")
-    if x.dtype != np.uint8:
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise SelfSupError(f"{what}: array contains NaN or infinite values")
-        hi = float(x.max()) if x.size else 1.0
-        scale = 255.0 if hi <= 1.0 else (1.0 if hi <= 255.0 else 255.0 / hi)
-        x = np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(x)
+    return np.ascontiguousarray(_to_uint8(x, what))
+
+
+def _clips_to_ncthw(x: np.ndarray, what: str) -> np.ndarray:
+    """Accept clips N x T x H x W or N x T x H x W x C (C = 1 or 3); return uint8 N x C x T x H x W."""
+    if x.ndim == 4:
+        x = x[..., None]
+    if x.ndim != 5 or x.shape[-1] not in (1, 3):
+        raise SelfSupError(f"{what}: expected clips shaped N x T x H x W [x C], got shape {x.shape}")
+    return np.ascontiguousarray(_to_uint8(x, what).transpose(0, 4, 1, 2, 3))
 
 
 def collection_from_arrays(images: np.ndarray, labels: np.ndarray | None, name: str,
                            classes: list[str] | None = None) -> Collection:
-    array = _array_to_nchw(np.asarray(images), name)
+    images = np.asarray(images)
+    # 5-D: clips already shaped uint8 N x C x T x H x W (``_clips_to_ncthw``)
+    array = images if images.ndim == 5 else _array_to_nchw(images, name)
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
         if len(labels) != len(array):
-            raise SelfSupError(f"{name}: {len(array)} images but {len(labels)} labels")
+            raise SelfSupError(f"{name}: {len(array)} items but {len(labels)} labels")
         if classes is None:
             classes = [str(c) for c in range(int(labels.max()) + 1)]
     return Collection(name=name, keys=[f"{name}[{i}]" for i in range(len(array))], labels=labels,
                       classes=classes, array=array)
+
+
+def _raw_collection(array: np.ndarray, labels: np.ndarray | None, name: str) -> Collection:
+    """Items kept as given (volumes: their pool normalizes each one itself)."""
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if len(labels) != len(array):
+            raise SelfSupError(f"{name}: {len(array)} items but {len(labels)} labels")
+    classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None else None
+    return Collection(name=name, keys=[f"{name}[{i}]" for i in range(len(array))], labels=labels, classes=classes,
+                      array=array)
 
 
 def _load_digits() -> dict[str, Collection]:
@@ -242,7 +269,7 @@ def _load_digits() -> dict[str, Collection]:
                                           [str(c) for c in range(10)])}
 
 
-def _load_numpy(path: Path) -> dict[str, Collection]:
+def _load_numpy(path: Path, kind: str = "image") -> dict[str, Collection]:
     try:
         if path.suffix == ".npz":
             with np.load(path) as z:
@@ -251,10 +278,17 @@ def _load_numpy(path: Path) -> dict[str, Collection]:
             arrays = {"images": np.load(path, allow_pickle=False)}
     except Exception as exc:  # corrupt or not an array file
         raise SelfSupError(f"cannot read NumPy file {path}: {exc}") from exc
-    images = next((arrays[k] for k in ("images", "x", "X", "data") if k in arrays), None)
+    images = next((arrays[k] for k in ("images", "clips", "videos", "x", "X", "data") if k in arrays), None)
     if images is None:
         raise SelfSupError(f"{path}: no 'images' or 'x' array inside (found {sorted(arrays)})")
     labels = next((arrays[k] for k in ("labels", "y", "targets") if k in arrays), None)
+    if kind == "video":
+        return {"all": collection_from_arrays(_clips_to_ncthw(np.asarray(images), path.name), labels, path.name)}
+    if kind == "volume":
+        volumes = np.asarray(images)
+        if volumes.ndim != 4:
+            raise SelfSupError(f"{path.name}: expected volumes shaped N x D x H x W, got shape {volumes.shape}")
+        return {"all": _raw_collection(volumes, labels, path.name)}
     return {"all": collection_from_arrays(images, labels, path.name)}
 
 
@@ -275,11 +309,18 @@ def _load_cifar10(root: str | None) -> dict[str, Collection]:
     return out
 
 
-def open_source(spec: str) -> dict[str, Collection]:
-    """Open a data flag value: a folder, .zip/.tar archive, .npy/.npz file, 'digits' or 'cifar10[:PATH]'."""
-    if spec == "digits":
+def open_source(spec: str, kind: str = "image") -> dict[str, Collection]:
+    """Open a data flag value: a folder, .zip/.tar archive, .npy/.npz file, 'digits' or 'cifar10[:PATH]'.
+
+    ``kind`` is what the items are: "image" (the default), "video" (video files; arrays of
+    clips N x T x H x W [x C] become uint8 N x C x T x H x W) or "volume" (one .npy/.npz/NIfTI file
+    per volume; a single array file holds volumes N x D x H x W, kept as they are).
+    """
+    if kind not in SUFFIXES:
+        raise ValueError(f"unknown source kind {kind!r}")
+    if kind == "image" and spec == "digits":
         return _load_digits()
-    if spec == "cifar10" or spec.startswith("cifar10:"):
+    if kind == "image" and (spec == "cifar10" or spec.startswith("cifar10:")):
         local = spec.partition(":")[2] or None
         if local and Path(local).exists() and not Path(local).is_dir():
             return open_source(local)
@@ -287,29 +328,32 @@ def open_source(spec: str) -> dict[str, Collection]:
     path = Path(spec).expanduser()
     if not path.exists():
         raise SelfSupError(f"data not found: {spec}")
+    suffixes = SUFFIXES[kind]
     if path.is_dir():
-        return _collections_from_keys(_list_folder(path), FolderReader(path), path.name)
+        return _collections_from_keys(_list_folder(path, suffixes), FolderReader(path), path.name, kind)
     name = path.name.lower()
     if name.endswith((".npy", ".npz")):
-        return _load_numpy(path)
+        return _load_numpy(path, kind)
+    if kind == "volume" and name.endswith((".nii", ".nii.gz")):
+        raise SelfSupError(f"{spec} is a single volume; pass the folder that holds the volumes")
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as z:
-                keys = sorted(n for n in z.namelist() if _is_image(n) and not n.endswith("/"))
+                keys = sorted(n for n in z.namelist() if n.lower().endswith(suffixes) and not n.endswith("/"))
         except zipfile.BadZipFile as exc:
             raise SelfSupError(f"corrupt zip archive {path}: {exc}") from exc
-        return _collections_from_keys(keys, ZipReader(path), path.stem)
+        return _collections_from_keys(keys, ZipReader(path), path.stem, kind)
     if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
         try:
             with tarfile.open(path) as t:
-                keys = sorted(m.name for m in t.getmembers() if m.isfile() and _is_image(m.name))
+                keys = sorted(m.name for m in t.getmembers() if m.isfile() and m.name.lower().endswith(suffixes))
         except tarfile.TarError as exc:
             raise SelfSupError(f"corrupt tar archive {path}: {exc}") from exc
-        return _collections_from_keys(keys, TarReader(path), path.name.split(".")[0])
-    if _is_image(name):
-        raise SelfSupError(f"{spec} is a single image; pass the folder that holds the images")
-    raise SelfSupError(f"unsupported data {spec}: expected a folder, .zip, .tar, .npy, .npz, "
-                       "'digits' or 'cifar10'")
+        return _collections_from_keys(keys, TarReader(path), path.name.split(".")[0], kind)
+    if name.endswith(suffixes):
+        raise SelfSupError(f"{spec} is a single {kind} file; pass the folder that holds the files")
+    raise SelfSupError(f"unsupported data {spec}: expected a folder, .zip, .tar, .npy or .npz"
+                       + (", 'digits' or 'cifar10'" if kind == "image" else f" of {kind} files"))
 
 
 __all__ = ["Collection", "Reader", "FolderReader", "ZipReader", "TarReader", "open_source",

@@ -41,15 +41,15 @@ def _remap_labels(test: Collection, classes: list[str] | None) -> Collection:
 
 
 def train_test(spec: str, test_spec: str | None = None, out_dir: Path | None = None,
-               seed: int = 0) -> tuple[Collection, Collection | None]:
+               seed: int = 0, kind: str = "image") -> tuple[Collection, Collection | None]:
     """Resolve a data flag (and optional --test) into a training and a held-out collection.
 
     A source with train/ and test/ is split by them; a labeled source without them is split
     80/20, stratified, once: the split is saved to OUT/splits.json and reused from there.
     """
-    opened = open_source(spec)
+    opened = open_source(spec, kind)
     if test_spec:
-        test_opened = open_source(test_spec)
+        test_opened = open_source(test_spec, kind)
         train = opened.get("train", opened.get("all"))
         test = test_opened.get("test", test_opened.get("all"))
         assert train is not None and test is not None

@@ -333,6 +333,8 @@ class TokenSpec:
 class TextPool:
     """Tokenized texts ready for training: ``array`` (N x L int32 ids) and optional labels."""
 
+    modality = "text"
+
     def __init__(self, collection: TextCollection, tokenizer, spec: TokenSpec) -> None:
         self.collection, self.tokenizer, self.spec = collection, tokenizer, spec
         self.array = encode(tokenizer, collection.texts, spec.max_length)

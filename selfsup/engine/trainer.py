@@ -29,6 +29,9 @@ from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
 from ..data.shards import ShardedPool, is_shard_spec
 from ..data.sources import Collection
 from ..data.text import TOKENIZER_FILE, TextPool, TokenSpec, is_text_source, open_text_pool, read_texts
+from ..data.pool import DecodedPool, decoded_pool
+from ..data.video import ClipSpec, is_video_source, probe_clip_spec
+from ..data.volume import VolumeSpec, probe_volume_spec
 from ..data.splits import stratified_split, train_test
 from ..distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                            shutdown, wrap_data_parallel)
@@ -36,7 +39,7 @@ from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..evaluate.features import extract_features
 from ..methods import METHODS, EpochContext, Method
 from ..methods.text_base import bucketed_order
-from ..views import Normalization, Views, estimate_normalization
+from ..views import VIEW_CLASSES, Normalization, estimate_normalization
 from . import checkpoint as ckpt
 from .logger import MetricsLogger
 from .monitor import CollapseWatch
@@ -174,8 +177,9 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
     method_cls = METHODS.get(cfg.method)
     recipe = method_cls.recipe
     view_args = {k: tuple(v) if isinstance(v, list) else v for k, v in (cfg.view_args or {}).items()}
+    view_class = VIEW_CLASSES[method_cls.modality]
     try:
-        views = Views.preset(cfg.views or recipe.views, image_size, normalization, **view_args)
+        views = view_class.preset(cfg.views or recipe.views, image_size, normalization, **view_args)
     except TypeError as exc:
         raise ConfigError(f"view_args: {exc}") from None
     if views.n_local and not method_cls.multi_crop:
@@ -295,11 +299,35 @@ def _open_text_pool(cfg: PretrainConfig, out: Path, part: DistContext) -> tuple[
     return pool, pool.spec, test
 
 
+def _open_decoded_pool(cfg: PretrainConfig, out: Path, part: DistContext, modality: str,
+                       progress: bool) -> tuple[DecodedPool, ClipSpec | VolumeSpec, Collection | None]:
+    """Video files (or clip arrays) decoded into clips, or volume files normalized and resampled; their
+    settings; and any test set."""
+    if is_text_source(cfg.data):
+        raise ConfigError(f"{cfg.method} is a {modality} method: --data must be a folder or archive of {modality} "
+                          f"files or a .npy/.npz array of them, not text ({cfg.data})")
+    train, test = train_test(cfg.data, cfg.test, out, kind=modality) if part.is_main else (None, None)
+    barrier()
+    if not part.is_main:
+        train, test = train_test(cfg.data, cfg.test, out, kind=modality)
+    if modality == "video":
+        spec = probe_clip_spec(train, cfg.frames, cfg.frame_stride, cfg.image_size)
+    else:
+        spec = probe_volume_spec(train, cfg.image_size)
+    return decoded_pool(train, spec, strict=cfg.strict, progress=progress), spec, test
+
+
 def _open_pool(cfg: PretrainConfig, out: Path, part: DistContext,
-               progress: bool) -> tuple[Prepared | ShardedPool | TextPool, ImageSpec | TokenSpec, Collection | TextPool | None]:
-    """The training pool (decoded, streamed, or sharded tar files; tokenized texts), its image sizes
-    (or token settings) and any test set."""
+               progress: bool) -> tuple[Prepared | ShardedPool | TextPool | DecodedPool,
+                                        ImageSpec | TokenSpec | ClipSpec | VolumeSpec, Collection | TextPool | None]:
+    """The training pool (decoded, streamed, or sharded tar files; tokenized texts; decoded clips or
+    volumes), its image sizes (or token, clip or volume settings) and any test set."""
     modality = METHODS.get(cfg.method).modality
+    if modality in ("video", "volume"):
+        return _open_decoded_pool(cfg, out, part, modality, progress)
+    if is_video_source(cfg.data):
+        video_methods = ", ".join(n for n in METHODS.names() if METHODS.get(n).modality == "video")
+        raise ConfigError(f"{cfg.data} holds videos and {cfg.method} is not a video method (video methods: {video_methods})")
     if modality == "text":
         if not is_text_source(cfg.data):
             raise ConfigError(f"{cfg.method} is a text method: --data must be a .txt, .tsv or .csv file or a folder "
@@ -334,7 +362,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
               progress: bool) -> dict:
     method_cls = METHODS.get(cfg.method)
     recipe = method_cls.recipe
-    text = method_cls.modality == "text"
+    text, five_d = method_cls.modality == "text", method_cls.modality in ("video", "volume")
     if text and cfg.show_batch:
         raise ConfigError("--show-batch draws images; it does not apply to text methods")
     prepare_out(out, cfg.resume, cfg.overwrite, create=part.is_main)
@@ -350,7 +378,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     steps_per_epoch = len(data) // batch
     normalization = None
     if not text:  # normalization statistics from (a sample of) the pool, saved beside the encoder
-        normalization = estimate_normalization(_first_images(data, 10000 if data.array is not None else 512))
+        normalization = estimate_normalization(_first_images(data, 10000 if data.array is not None and not five_d else 512))
     seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
     if text:
         method, method_args = build_text_method(cfg, spec, len(data))
@@ -360,7 +388,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     model = wrap_data_parallel(method, part, device, recipe.sync_batchnorm)
     backbone = method.backbone
     backbone_name = backbone.spec.name
-    backbone.channels_last = not text and (cfg.channels_last if cfg.channels_last is not None else device.type == "cuda")
+    backbone.channels_last = method_cls.modality == "image" and (cfg.channels_last if cfg.channels_last is not None else device.type == "cuda")
     if backbone.channels_last:
         method.to(memory_format=torch.channels_last)
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
@@ -385,12 +413,13 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
                        views=cfg.views or recipe.views, image_size=None if text else spec.image_size,
                        max_length=spec.max_length if text else None, vocab_size=spec.vocab_size if text else None,
+                       frames=getattr(spec, "frames", None), frame_stride=getattr(spec, "stride", None),
                        resume=False, overwrite=False, method_args=method_args, show_batch=None)
     # Step checkpoints hold the backbone as trained (colorization's takes 1 channel), described here.
     encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim, "method": cfg.method,
                     **(_text_info(spec) if text else
-                       {"image_size": spec.image_size, "load_size": spec.load_size,
-                        "normalization": asdict(method.input_normalization)})}
+                       {"image_size": spec.image_size, "load_size": getattr(spec, "load_size", spec.image_size),
+                        "normalization": asdict(method.input_normalization), **_clip_info(spec)})}
     start = 0
     folder = out / "checkpoints"
     if cfg.resume:
@@ -473,8 +502,8 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     if text:
         save_encoder(out, encoder, None, None, None, {**_text_info(spec), "method": cfg.method, "steps": total})
     else:
-        save_encoder(out, encoder, encoder_normalization, spec.image_size, spec.load_size,
-                     {"method": cfg.method, "steps": total})
+        save_encoder(out, encoder, encoder_normalization, spec.image_size, getattr(spec, "load_size", spec.image_size),
+                     {"method": cfg.method, "steps": total, **_clip_info(spec)})
     if cfg.show_batch:
         _show_batch(method, data, cfg, device, f"{cfg.method}, after {total} steps")
 
@@ -495,6 +524,15 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
 def _text_info(tokens: TokenSpec) -> dict:
     """How a text encoder reads its input (encoder.json): the token settings and the tokenizer file."""
     return {"modality": "text", "tokens": tokens.info(), "tokenizer": TOKENIZER_FILE}
+
+
+def _clip_info(spec) -> dict:
+    """How a clip or volume encoder reads its input (encoder.json): its settings; nothing for images."""
+    if isinstance(spec, ClipSpec):
+        return {"modality": "video", "clip": spec.info()}
+    if isinstance(spec, VolumeSpec):
+        return {"modality": "volume", "volume": spec.info()}
+    return {}
 
 
 def _show_batch(method: Method, data: Prepared, cfg: PretrainConfig, device: torch.device, title: str) -> None:
@@ -519,7 +557,12 @@ def _monitor_knn(backbone, data: Prepared, test, spec, normalization, device, cf
 
     labels = np.asarray(data.labels)
     if test is not None and test.has_labels:
-        test_data = test if isinstance(test, TextPool) else Prepared(test, spec, strict=cfg.strict, progress=False)
+        if isinstance(test, TextPool):
+            test_data = test
+        elif isinstance(spec, (ClipSpec, VolumeSpec)):
+            test_data = decoded_pool(test, spec, strict=cfg.strict, progress=False)
+        else:
+            test_data = Prepared(test, spec, strict=cfg.strict, progress=False)
         bank_idx, query_source, query_idx = np.arange(len(data)), test_data, np.arange(len(test_data))
         query_labels = np.asarray(test_data.labels)
         name = "test"

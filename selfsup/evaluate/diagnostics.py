@@ -26,7 +26,7 @@ from ..backbones import Backbone
 from ..data.images import Prepared
 from ..engine.monitor import effective_rank, embedding_std
 from ..engine.runtime import step_generator
-from ..views import Normalization, Views
+from ..views import VIEW_CLASSES, Normalization, Views
 
 
 def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2.0) -> float:
@@ -41,11 +41,10 @@ def uniformity(z: torch.Tensor, t: float = 2.0) -> float:
     return float(torch.pdist(a, p=2).pow(2).mul(-t).exp().mean().log())
 
 
-def positive_pair_views(channels: int, size: int, normalization: Normalization) -> Views:
-    """The shared ruler for alignment: SimCLR CIFAR views (no colour change on 1-channel data)."""
-    if channels == 1:
-        return Views.preset("small-gray", size, normalization)
-    return Views.preset("simclr-cifar", size, normalization)
+def positive_pair_views(channels: int, size: int, normalization: Normalization, modality: str = "image") -> Views:
+    """The shared ruler for alignment: SimCLR CIFAR views (no colour change on 1-channel data); for
+    clips the same views with one set of parameters per clip, for volumes their 3D counterpart."""
+    return VIEW_CLASSES[modality].preset("small-gray" if channels == 1 else "simclr-cifar", size, normalization)
 
 
 @torch.no_grad()
@@ -64,7 +63,7 @@ def feature_diagnostics(backbone: Backbone, test_features: torch.Tensor, data: P
                "alignment": None, "uniformity": round(uniformity(feats), 4), "feature_dim": d}
     if normalization is None:
         return summary
-    views = positive_pair_views(data.spec.channels, image_size, normalization)
+    views = positive_pair_views(data.spec.channels, image_size, normalization, data.modality)
     was_training = backbone.training
     backbone.eval()
     first, second = [], []

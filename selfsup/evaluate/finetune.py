@@ -33,7 +33,7 @@ from ..engine.optim import param_groups
 from ..engine.runtime import seed_everything, step_generator
 from ..engine.schedule import warmup_cosine
 from ..methods.text_base import bucketed_order
-from ..views import Normalization, Views, ViewSettings
+from ..views import VIEW_CLASSES, Normalization, Views, ViewSettings, VolumeViews
 from .features import extract_features, model_input
 from .knn import knn_predict, topk_accuracy
 from .linear import fit_head, linear_probe
@@ -75,6 +75,14 @@ def augmentation(channels: int) -> ViewSettings:
     return ViewSettings(crop_scale=(0.5, 1.0), flip_p=0.5 if channels == 3 else 0.0, jitter_p=0.0, grayscale_p=0.0)
 
 
+def augmentation_views(modality: str, channels: int, size: int, normalization: Normalization) -> Views | VolumeViews:
+    """The light training augmentation of a modality: ``augmentation`` for images and (one crop and flip
+    per clip) for clips; a mild crop, flips and intensity jitter for volumes."""
+    if modality == "volume":
+        return VolumeViews.preset("volume-light", size, normalization)
+    return VIEW_CLASSES[modality]([augmentation(channels)], size, normalization)
+
+
 class Classifier(nn.Module):
     def __init__(self, backbone: Backbone, num_classes: int) -> None:
         super().__init__()
@@ -105,7 +113,7 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
         g.pop("lars_exclude", None)
     text = ds.normalization is None  # token ids are fed as they are (no augmentation)
     optimizer = torch.optim.AdamW(groups, lr=lr) if text else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
-    views = None if text else Views([augmentation(ds.train.spec.channels)], ds.image_size, ds.normalization)
+    views = None if text else augmentation_views(ds.train.modality, ds.train.spec.channels, ds.image_size, ds.normalization)
     labels = torch.from_numpy(np.asarray(ds.train.labels))
     batch = min(ds.batch_size, len(indices))
     lengths = getattr(ds.train, "lengths", None)

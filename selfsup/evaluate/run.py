@@ -13,6 +13,7 @@ from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import parse_labels_per_class, train_test
 from ..data.text import TextPool, labeled_text_sets, load_tokenizer, phrase_groups, token_spec_of, tokenizer_beside
+from ..data.pool import decoded_pool, pool_spec
 from ..engine.runtime import prepare_out, resolve_device
 from ..errors import ConfigError, SelfSupError
 from ..views import Normalization
@@ -34,13 +35,16 @@ def _labeled_data(cfg, info: dict, out: Path | None) -> tuple[Prepared, Prepared
         raise ConfigError("this command needs --labeled (a labeled folder, archive, .npz or 'digits')")
     if info.get("modality") == "text":
         return _labeled_texts(cfg, info)  # type: ignore[return-value]
-    train, test = train_test(cfg.labeled, cfg.test, out)
+    spec = pool_spec(info)  # clips or volumes: their settings; images: None
+    train, test = train_test(cfg.labeled, cfg.test, out, kind=info.get("modality", "image"))
     if test is None:
         raise ConfigError(f"{cfg.labeled} has no labels to split a test set from; pass --test")
     if not train.has_labels or not test.has_labels:
         raise ConfigError("--labeled and --test must carry labels (class subfolders or a label array)")
-    spec = ImageSpec.of_encoder(info)
-    return Prepared(train, spec, strict=cfg.strict), Prepared(test, spec, strict=cfg.strict)
+    if spec is not None:
+        return decoded_pool(train, spec, strict=cfg.strict), decoded_pool(test, spec, strict=cfg.strict)  # type: ignore[return-value]
+    image_spec = ImageSpec.of_encoder(info)
+    return Prepared(train, image_spec, strict=cfg.strict), Prepared(test, image_spec, strict=cfg.strict)
 
 
 def run_eval(cfg: EvalConfig, protocol: str) -> dict:

@@ -3,6 +3,8 @@ from . import (barlow_twins, byol, deepcluster, dino, directpred, moco, moco_v3,
                simsiam, swav, triplet, vicreg)  # joint-embedding methods; each registers itself
 from . import autoencoder, colorization, corruption, jigsaw, mae, relative_patch, rotation  # noqa: F401  pretext tasks
 from . import masked_lm, next_token, sentence_order, word2vec  # noqa: F401  text
+from . import clip_contrastive, frame_between, frame_order, next_frame, odd_one_out  # noqa: F401  video
+from . import rotation3d, rubik_cube, simclr3d  # noqa: F401  3D volumes
 from .base import METHODS, EpochContext, Method, Panel, Recipe, register_method
 
 __all__ = ["METHODS", "EpochContext", "Method", "Panel", "Recipe", "register_method"]

@@ -38,6 +38,7 @@ from ..backbones.io import load_backbone
 from ..backbones.registry import BackboneSpec
 from ..config import PretrainConfig, SemisupConfig, StudyConfig, build_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
+from ..data.pool import decoded_pool, pool_spec
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
 from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
 from ..engine.runtime import resolve_device, seed_everything
@@ -77,8 +78,9 @@ class Encoder:
         return self.info.get("modality") == "text"
 
     @property
-    def image_spec(self) -> ImageSpec:
-        return ImageSpec.of_encoder(self.info)
+    def image_spec(self) -> Any:
+        """How its labeled data is decoded: image sizes, or a clip or volume encoder's settings."""
+        return pool_spec(self.info) or ImageSpec.of_encoder(self.info)
 
     @property
     def normalization(self) -> Normalization | None:
@@ -298,17 +300,21 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
             enc.scratch = f"scratch ({enc.info['backbone']['name']})"
 
     # 2. The labeled and test sets, decoded once per image format (texts: tokenized per tokenizer).
-    text = {e.text for e in encoders}
-    if len(text) > 1:
-        raise ConfigError("a study compares encoders of one modality: these mix text and image checkpoints")
-    text = text.pop()
+    modalities = {e.info.get("modality", "image") for e in encoders}
+    if len(modalities) > 1:
+        raise ConfigError(f"a study compares encoders of one modality: these mix {' and '.join(sorted(modalities))} checkpoints")
+    modality = modalities.pop()
+    text = modality == "text"
+    if modality in ("video", "volume") and semisup:
+        raise ConfigError(f"semi-supervised rows (uda, fixmatch) train on images; a {modality} study cannot have them")
     if text and semisup:
         raise ConfigError("semi-supervised rows (uda, fixmatch) train on images; a text study cannot have them")
     groups = None
     if text:
         train_c, test_c, train_of, groups = _text_sets(encoders, labeled, cfg)
     else:
-        train_c, test_c = train_test(labeled, cfg.test, out)
+        train_c, test_c = train_test(labeled, cfg.test, out, kind=modality)
+        pool_class = decoded_pool if modality in ("video", "volume") else Prepared
         if test_c is None or not train_c.has_labels or not test_c.has_labels:
             raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
         prepared: dict[str, tuple[Prepared, Prepared]] = {}
@@ -316,8 +322,8 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
         for enc in encoders:
             key = json.dumps(asdict(enc.image_spec), sort_keys=True)
             if key not in prepared:
-                prepared[key] = (Prepared(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
-                                 Prepared(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
+                prepared[key] = (pool_class(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
+                                 pool_class(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
             train_of[enc.name] = prepared[key]
     labels = np.asarray(train_c.labels)
     num_classes = max(train_c.num_classes, int(labels.max()) + 1)

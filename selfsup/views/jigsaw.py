@@ -49,17 +49,18 @@ def jigsaw_tiles(x: torch.Tensor, generator: torch.Generator, grid: int = 3, til
 
 
 @lru_cache(maxsize=8)
-def permutation_set(count: int, grid: int = 3, seed: int = 0) -> np.ndarray:
-    """``count`` permutations of grid² tiles, chosen greedily to maximize the minimum Hamming distance.
+def permutation_set(count: int, grid: int = 3, seed: int = 0, items: int | None = None) -> np.ndarray:
+    """``count`` permutations of grid² tiles (or of ``items`` things: the Rubik's cube's 8 cubes),
+    chosen greedily to maximize the minimum Hamming distance.
 
     Noroozi & Favaro 2016 (section 3.2, algorithm 1) pick each next permutation by its distance to
     those already chosen; here each next one is the candidate whose *minimum* distance to the set
     is largest (ties: the first in a seeded shuffle), which keeps every pair of classes far
-    apart. Deterministic for (count, grid, seed). Returns count x grid² int64.
+    apart. Deterministic for (count, grid, seed, items). Returns count x grid² (or items) int64.
     """
-    n = grid * grid
+    n = items or grid * grid
     if math.factorial(n) > 362880:
-        raise ValueError(f"a {grid}x{grid} grid has too many permutations to search; use grid 2 or 3")
+        raise ValueError(f"{n} items have too many permutations to search; use at most 9 (a 3x3 grid)")
     if not 1 <= count <= math.factorial(n):
         raise ValueError(f"count must be in 1..{math.factorial(n)}, got {count}")
     rng = np.random.default_rng(seed)

@@ -100,9 +100,10 @@ class Normalization:
 
 
 def estimate_normalization(images: torch.Tensor) -> Normalization:
-    """Per-channel mean and std of uint8 N x C x H x W images (a sample is enough)."""
+    """Per-channel mean and std of uint8 N x C x H x W images or N x C x T x H x W clips (a sample is enough)."""
     x = images.float() / 255.0
-    return Normalization(mean=x.mean((0, 2, 3)).tolist(), std=x.std((0, 2, 3)).clamp(min=1e-3).tolist())
+    dims = (0, *range(2, x.ndim))
+    return Normalization(mean=x.mean(dims).tolist(), std=x.std(dims).clamp(min=1e-3).tolist())
 
 
 @dataclass
@@ -154,29 +155,37 @@ class Views:
     def one(self, images: torch.Tensor, s: ViewSettings, generator: torch.Generator) -> torch.Tensor:
         """One view of a uint8 (or [0, 1] float) batch: float, normalized, size x size."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        b, c, h, w = x.shape
-        dev = x.device
-        boxes = P.crop_boxes(b, h, w, s.crop_scale, s.crop_ratio, generator).to(dev)
-        flips = P.bernoulli(b, s.flip_p, generator).to(dev)
-        factors = P.jitter_factors(b, s.brightness, s.contrast, s.saturation, s.hue, generator).to(dev)
-        orders = P.random_orders(b, generator).to(dev)
-        jitter_on = P.bernoulli(b, s.jitter_p, generator).to(dev)
-        grey_on = P.bernoulli(b, s.grayscale_p, generator).to(dev)
-        sigma = (torch.rand(b, generator=generator) * (s.blur_sigma[1] - s.blur_sigma[0]) + s.blur_sigma[0]).to(dev)
-        blur_on = P.bernoulli(b, s.blur_p, generator).to(dev)
-        solar_on = P.bernoulli(b, s.solarize_p, generator).to(dev)
+        return self.apply(x, self.sample(x.shape[0], x.shape[-2], x.shape[-1], s, generator, x.device), s)
 
-        x = K.resized_crop(x, boxes, max(1, round(self.size * s.size_fraction)))
-        x = K.hflip(x, flips)
+    @staticmethod
+    def sample(b: int, h: int, w: int, s: ViewSettings, generator: torch.Generator,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """The random parameters of ``b`` views (one row each), drawn in a fixed order from ``generator``."""
+        params = {"boxes": P.crop_boxes(b, h, w, s.crop_scale, s.crop_ratio, generator),
+                  "flips": P.bernoulli(b, s.flip_p, generator),
+                  "factors": P.jitter_factors(b, s.brightness, s.contrast, s.saturation, s.hue, generator),
+                  "orders": P.random_orders(b, generator),
+                  "jitter_on": P.bernoulli(b, s.jitter_p, generator),
+                  "grey_on": P.bernoulli(b, s.grayscale_p, generator),
+                  "sigma": torch.rand(b, generator=generator) * (s.blur_sigma[1] - s.blur_sigma[0]) + s.blur_sigma[0],
+                  "blur_on": P.bernoulli(b, s.blur_p, generator),
+                  "solar_on": P.bernoulli(b, s.solarize_p, generator)}
+        return {k: v.to(device) for k, v in params.items()}
+
+    def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor], s: ViewSettings) -> torch.Tensor:
+        """The views of [0, 1] images B x C x H x W with parameters ``p`` (row i for image i), normalized."""
+        c = x.shape[1]
+        x = K.resized_crop(x, p["boxes"], max(1, round(self.size * s.size_fraction)))
+        x = K.hflip(x, p["flips"])
         if s.jitter_p > 0:
-            x = K.color_jitter(x, factors, orders, jitter_on)
+            x = K.color_jitter(x, p["factors"], p["orders"], p["jitter_on"])
         if s.grayscale_p > 0 and c == 3:
-            x = torch.where(grey_on[:, None, None, None], K.grayscale(x), x)
+            x = torch.where(p["grey_on"][:, None, None, None], K.grayscale(x), x)
         if s.blur_p > 0:
             kernel = max(3, int(s.blur_kernel_fraction * x.shape[-1]) // 2 * 2 + 1)
-            x = K.gaussian_blur(x, sigma, kernel, blur_on)
+            x = K.gaussian_blur(x, p["sigma"], kernel, p["blur_on"])
         if s.solarize_p > 0:
-            x = K.solarize(x, solar_on)
+            x = K.solarize(x, p["solar_on"])
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -196,11 +205,14 @@ class Views:
 
 
 def eval_transform(images: torch.Tensor, size: int, normalization: Normalization) -> torch.Tensor:
-    """Unaugmented evaluation view: centre crop to size (images are already at load size), normalize."""
+    """Unaugmented evaluation view: centre crop to size (images are already at load size), normalize.
+    Clips (B x C x T x H x W) are cropped and normalized frame by frame alike."""
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     h, w = x.shape[-2:]
     if h != size or w != size:
         top, left = (h - size) // 2, (w - size) // 2
         x = x[..., top:top + size, left:left + size]
     mean, std = normalization.tensors(x.device)
+    if x.ndim == 5:  # clips B x C x T x H x W: per channel over every frame
+        return (x - mean[None, :, None, None, None]) / std[None, :, None, None, None]
     return K.normalize(x, mean, std)
