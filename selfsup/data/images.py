@@ -206,6 +206,13 @@ class ReportsBadItems:
                 log.warning("skipped unreadable %s %s (%s)", self.item_kind, key, why)
 
 
+def array_batches(array: np.ndarray, indices: np.ndarray, batch_size: int):
+    """(positions in ``indices``, uint8 batch) from a decoded pool array, ``batch_size`` items at a time."""
+    for start in range(0, len(indices), batch_size):
+        pos = np.arange(start, min(start + batch_size, len(indices)))
+        yield pos, torch.from_numpy(np.ascontiguousarray(array[indices[pos]]))
+
+
 class Prepared(ReportsBadItems):
     """A collection ready to feed a network: decoded cache or stream, with labels of good items.
 
@@ -236,9 +243,7 @@ class Prepared(ReportsBadItems):
 
     def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
         if self.array is not None:
-            for start in range(0, len(indices), batch_size):
-                pos = np.arange(start, min(start + batch_size, len(indices)))
-                yield pos, torch.from_numpy(np.ascontiguousarray(self.array[indices[pos]]))
+            yield from array_batches(self.array, indices, batch_size)
             return
         assert self.stream is not None
         chunks = [list(range(s, min(s + batch_size, len(indices)))) for s in range(0, len(indices), batch_size)]

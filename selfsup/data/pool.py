@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from ..errors import SelfSupError
 from .decode import reason
-from .images import ReportsBadItems
+from .images import ReportsBadItems, array_batches
 from .sources import Collection
 
 
@@ -61,9 +61,7 @@ class DecodedPool(ReportsBadItems):
         return len(self.collection)
 
     def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
-        for start in range(0, len(indices), batch_size):
-            pos = np.arange(start, min(start + batch_size, len(indices)))
-            yield pos, torch.from_numpy(np.ascontiguousarray(self.array[indices[pos]]))
+        return array_batches(self.array, indices, batch_size)
 
 
 def pool_spec(info: dict) -> Any:

@@ -237,7 +237,12 @@ def collection_from_arrays(images: np.ndarray, labels: np.ndarray | None, name: 
                            classes: list[str] | None = None) -> Collection:
     images = np.asarray(images)
     # 5-D: clips already shaped uint8 N x C x T x H x W (``_clips_to_ncthw``)
-    array = images if images.ndim == 5 else _array_to_nchw(images, name)
+    return _array_collection(images if images.ndim == 5 else _array_to_nchw(images, name), labels, name, classes)
+
+
+def _array_collection(array: np.ndarray, labels: np.ndarray | None, name: str,
+                      classes: list[str] | None = None) -> Collection:
+    """A collection of items held in ``array`` as given (volumes: their pool normalizes each one itself)."""
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
         if len(labels) != len(array):
@@ -246,17 +251,6 @@ def collection_from_arrays(images: np.ndarray, labels: np.ndarray | None, name: 
             classes = [str(c) for c in range(int(labels.max()) + 1)]
     return Collection(name=name, keys=[f"{name}[{i}]" for i in range(len(array))], labels=labels,
                       classes=classes, array=array)
-
-
-def _raw_collection(array: np.ndarray, labels: np.ndarray | None, name: str) -> Collection:
-    """Items kept as given (volumes: their pool normalizes each one itself)."""
-    if labels is not None:
-        labels = np.asarray(labels).astype(np.int64).reshape(-1)
-        if len(labels) != len(array):
-            raise SelfSupError(f"{name}: {len(array)} items but {len(labels)} labels")
-    classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None else None
-    return Collection(name=name, keys=[f"{name}[{i}]" for i in range(len(array))], labels=labels, classes=classes,
-                      array=array)
 
 
 def _load_digits() -> dict[str, Collection]:
@@ -288,7 +282,7 @@ def _load_numpy(path: Path, kind: str = "image") -> dict[str, Collection]:
         volumes = np.asarray(images)
         if volumes.ndim != 4:
             raise SelfSupError(f"{path.name}: expected volumes shaped N x D x H x W, got shape {volumes.shape}")
-        return {"all": _raw_collection(volumes, labels, path.name)}
+        return {"all": _array_collection(volumes, labels, path.name)}
     return {"all": collection_from_arrays(images, labels, path.name)}
 
 

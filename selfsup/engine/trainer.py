@@ -419,7 +419,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     encoder_info = {"backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim, "method": cfg.method,
                     **(_text_info(spec) if text else
                        {"image_size": spec.image_size, "load_size": getattr(spec, "load_size", spec.image_size),
-                        "normalization": asdict(method.input_normalization), **_clip_info(spec)})}
+                        "normalization": asdict(method.input_normalization), **_pool_info(spec)})}
     start = 0
     folder = out / "checkpoints"
     if cfg.resume:
@@ -503,7 +503,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
         save_encoder(out, encoder, None, None, None, {**_text_info(spec), "method": cfg.method, "steps": total})
     else:
         save_encoder(out, encoder, encoder_normalization, spec.image_size, getattr(spec, "load_size", spec.image_size),
-                     {"method": cfg.method, "steps": total, **_clip_info(spec)})
+                     {"method": cfg.method, "steps": total, **_pool_info(spec)})
     if cfg.show_batch:
         _show_batch(method, data, cfg, device, f"{cfg.method}, after {total} steps")
 
@@ -526,7 +526,7 @@ def _text_info(tokens: TokenSpec) -> dict:
     return {"modality": "text", "tokens": tokens.info(), "tokenizer": TOKENIZER_FILE}
 
 
-def _clip_info(spec) -> dict:
+def _pool_info(spec) -> dict:
     """How a clip or volume encoder reads its input (encoder.json): its settings; nothing for images."""
     if isinstance(spec, ClipSpec):
         return {"modality": "video", "clip": spec.info()}
