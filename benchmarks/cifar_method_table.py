@@ -10,7 +10,8 @@ features (bank/fit = train/ with labels, queries = test/):
 - the final embedding std·sqrt(d) (healthy ≈ 1, collapsed ≈ 0) and effective rank;
 - for the classic pretext tasks, the task's own accuracy (or loss) on test/.
 A random-weights row (mean of 3 initializations) is the bar: every method must beat its kNN
-by 2 points (`random` for ResNet-18, `random-vit` for MAE's ViT-Tiny).
+by 2 points (`random` for ResNet-18, `random-vit` for MAE's ViT-Tiny, `random-dcgan` for the GANs'
+DCGAN discriminator).
 
 Rows are written to OUT/rows.json as they finish; a re-run skips finished rows, so the table
 can be built across several sittings. Run it alone on the machine (timings are shared-CPU
@@ -58,6 +59,15 @@ OVERRIDES = {"swav": ["freeze_prototypes_steps=195", "queue_start_step=195"],
              "dino": ["freeze_last_layer_steps=195"],
              "barlow_twins": ["projection_dim=2048"], "vicreg": ["projection_dim=2048"]}
 
+# The bar of a method whose recipe trains another encoder than ResNet-18: random weights of that encoder.
+RANDOM_BARS = {"random-vit": "vit-tiny", "random-dcgan": "dcgan"}
+
+
+def bar_of(method: str) -> str:
+    """The random-weights row a method is compared with (``random``: ResNet-18)."""
+    backbone = METHODS.get(method).recipe.backbone
+    return next((key for key, arch in RANDOM_BARS.items() if backbone == arch), "random")
+
 
 def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tuple[float, float]:
     device = torch.device("cpu")
@@ -74,7 +84,7 @@ def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1
     extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
            METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
-           "--quiet", "--num-workers", "2", *extra]
+           "--quiet", "--num-workers", "2", "--show-batch", str(out / "show-batch.png"), *extra]
     if (out / "checkpoints" / "latest.json").exists() and not (out / "result.json").exists():
         cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet", "--devices",
                str(devices)]
@@ -98,7 +108,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("zip")
     parser.add_argument("--steps", type=int, default=450)
-    parser.add_argument("--methods", default=",".join(["random", "random-vit"] + METHODS.names()))
+    parser.add_argument("--methods", default=",".join(["random", *RANDOM_BARS] + METHODS.names()))
     parser.add_argument("--out", default="bench-out/zoo")
     parser.add_argument("--devices", type=int, default=1,
                         help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
@@ -120,7 +130,7 @@ def main() -> None:
         t0 = time.perf_counter()
         if method.startswith("random"):
             norm = estimate_normalization(torch.from_numpy(np.asarray(train.array[:10000])))
-            arch = "vit-tiny" if method == "random-vit" else "resnet18"
+            arch = RANDOM_BARS.get(method, "resnet18")
             scores = []
             for seed in range(3):
                 torch.manual_seed(seed)
@@ -151,7 +161,7 @@ def main() -> None:
         if key.startswith("random"):
             print(f"| {r['method']} | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | | |")
             continue
-        bar = rows.get("random-vit" if METHODS.get(r["method"]).recipe.backbone.startswith("vit") else "random", {}).get("knn")
+        bar = rows.get(bar_of(r["method"]), {}).get("knn")
         gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")

@@ -69,6 +69,22 @@ def test_biases_and_norms_are_not_decayed():
         assert build_optimizer(name, model, 0.1, 1e-4).param_groups[1]["weight_decay"] == 0.0
 
 
+def test_constant_lr_modules_get_their_own_groups():
+    """SimSiam's predictor keeps the peak lr (its groups are marked ``constant_lr``); everything else is
+    grouped as before, and a model without ``constant_lr`` gets the usual two groups."""
+    from selfsup.backbones import build_backbone
+    from selfsup.methods import METHODS
+    from selfsup.views import Normalization, Views
+
+    simsiam = METHODS.get("simsiam")(build_backbone("small-convnet", 3, "small", 16),
+                                     Views.preset("mocov2", 16, Normalization([0.5] * 3, [0.25] * 3)), 32, 8)
+    groups = param_groups(simsiam, 1e-4)
+    fixed = {id(p) for g in groups if g.get("constant_lr") for p in g["params"]}
+    assert fixed == {id(p) for p in simsiam.prediction.parameters()} and len(groups) == 4
+    assert sum(len(g["params"]) for g in groups) == len(list(simsiam.parameters()))
+    assert len(param_groups(nn.Linear(2, 2), 0.1)) == 2
+
+
 def test_warmup_cosine_schedule():
     values = [warmup_cosine(s, 100, 1.0, 10) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
@@ -159,6 +175,7 @@ def test_collapse_watch_warns_once_after_patience(caplog):
     ("pirl", 64, []),
     ("swav", 256, ["--method-arg", "queue_start_step=2", "--method-arg", "queue_size=512",
                    "--method-arg", "freeze_prototypes_steps=3", "--method-arg", "hidden_dim=64"]),  # queue, step counter
+    ("dcgan", 32, ["--method-arg", "generator_width=16"]),  # two optimizers taking turns, the EMA generator
 ])
 def test_stateful_methods_resume_equal_to_uninterrupted(tmp_path, method, batch_size, extra):
     run = [sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
@@ -174,7 +191,8 @@ def test_stateful_methods_resume_equal_to_uninterrupted(tmp_path, method, batch_
     assert resumed.returncode == 0, resumed.stderr
     state = final_state(out)
     assert_same_state(state, final_state(full))
-    assert any(not k.startswith("optim/") and ("memory" in k or "queue" in k or "pseudo_labels" in k) for k in state)
+    assert any(not k.startswith("optim/") and any(w in k for w in ("memory", "queue", "pseudo_labels", "ema_generator"))
+               for k in state)
 
 
 def test_a_pool_resident_on_the_device_gives_the_same_batches_split_across_ranks():

@@ -55,14 +55,21 @@ class LARS(Optimizer):
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (decayed, LARS-adapted) and biases/norm parameters (neither)."""
-    decay, plain = [], []
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
+    """Two groups: weights (decayed, LARS-adapted) and biases/norm parameters (neither). The submodules
+    a model names in ``constant_lr`` (SimSiam's predictor) get two more groups marked ``constant_lr``,
+    which the training schedule leaves at the peak learning rate."""
+    constant = {id(p) for name in getattr(model, "constant_lr", ()) for p in getattr(model, name).parameters()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = []
+    for fixed in (False, True):
+        decay = [p for p in params if p.ndim > 1 and (id(p) in constant) == fixed]
+        plain = [p for p in params if p.ndim <= 1 and (id(p) in constant) == fixed]
+        if fixed and not (decay or plain):
             continue
-        (plain if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
-            {"params": plain, "weight_decay": 0.0, "lars_exclude": True}]
+        mark = {"constant_lr": True} if fixed else {}
+        groups += [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False, **mark},
+                   {"params": plain, "weight_decay": 0.0, "lars_exclude": True, **mark}]
+    return groups
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
@@ -81,3 +88,57 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
     if name == "lars":
         return LARS(groups, lr=lr, momentum=momentum)
     raise ConfigError(f"unknown optimizer {name!r} (known: sgd, adamw, lars)")
+
+
+class TurnOptimizers:
+    """One optimizer per player of an adversarial method (a GAN's discriminator and generator), seen
+    by the engine as one: ``param_groups`` is every player's groups (the lr schedule sets them all),
+    and ``state_dict`` is a single optimizer's layout with the players' parameters numbered in turn,
+    so checkpoints and ``--resume`` treat it like any other optimizer."""
+
+    def __init__(self, by_player: dict[str, Optimizer]) -> None:
+        self.by_player = by_player
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.by_player.values() for g in opt.param_groups]
+
+    def parameters(self, player: str) -> list[torch.Tensor]:
+        return [p for g in self.by_player[player].param_groups for p in g["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.by_player.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self, player: str) -> None:
+        self.by_player[player].step()
+
+    def state_dict(self) -> dict:
+        state, groups, offset = {}, [], 0
+        for opt in self.by_player.values():
+            part = opt.state_dict()
+            state.update({index + offset: slots for index, slots in part["state"].items()})
+            groups += [{**g, "params": [i + offset for i in g["params"]]} for g in part["param_groups"]]
+            offset += sum(len(g["params"]) for g in part["param_groups"])
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups, offset = list(state_dict["param_groups"]), 0
+        for opt in self.by_player.values():
+            mine, groups = groups[:len(opt.param_groups)], groups[len(opt.param_groups):]
+            count = sum(len(g["params"]) for g in opt.param_groups)
+            state = {int(i) - offset: slots for i, slots in state_dict["state"].items() if offset <= int(i) < offset + count}
+            opt.load_state_dict({"state": state, "param_groups": [{**g, "params": [i - offset for i in g["params"]]}
+                                                                    for g in mine]})
+            offset += count
+
+
+def build_method_optimizer(name: str, method: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
+                           betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer | TurnOptimizers:
+    """The method's optimizer: one over all its parameters, or, for an adversarial method (``players``),
+    one per player over that player's modules."""
+    players = getattr(method, "players", ())
+    if not players:
+        return build_optimizer(name, method, lr, weight_decay, momentum, betas)
+    return TurnOptimizers({player: build_optimizer(name, method.player_modules(player), lr, weight_decay, momentum, betas)
+                           for player in players})

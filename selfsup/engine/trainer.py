@@ -41,9 +41,9 @@ from ..methods import METHODS, EpochContext, Method
 from ..methods.text_base import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, estimate_normalization
 from . import checkpoint as ckpt
-from .logger import MetricsLogger
+from .logger import COLUMNS, MetricsLogger
 from .monitor import CollapseWatch
-from .optim import build_optimizer
+from .optim import TurnOptimizers, build_method_optimizer
 from .runtime import prepare_out, seed_everything, step_generator
 from .schedule import warmup_cosine
 
@@ -214,6 +214,8 @@ def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.
     """One optimizer step; returns the loss (averaged over ranks: the global batch's), the method's
     embedding batch (for the collapse watch) and any other scalars it reports (a pretext task's
     accuracy). ``model`` is the method wrapped in DistributedDataParallel, when there are ranks."""
+    if method.players:
+        return _turn_step(method, optimizer, images, generator, amp, device, grad_clip)
     extra = {"indices": indices} if method.needs_indices else {}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         out = (model or method)(images, generator, **extra)
@@ -230,12 +232,43 @@ def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.
     return reported, None if embedding is None else embedding.detach(), extras
 
 
+def _turn_step(method: Method, optimizer: TurnOptimizers, images: torch.Tensor, generator: torch.Generator, amp: bool,
+               device: torch.device, grad_clip: float | None) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, torch.Tensor]]:
+    """One step of an adversarial method: each player in turn computes its loss (after the previous
+    player's update, as in Goodfellow et al. 2014, algorithm 1) and steps its own optimizer; the other
+    players' parameters are frozen meanwhile, so no gradient is spent on them. The reported loss is the
+    sum of the players' losses; each one's is among the extras (``d_loss``, ``g_loss``)."""
+    total, embedding, extras = torch.zeros((), device=device), None, {}
+    for player in method.players:
+        others = [p for other in method.players if other != player for p in optimizer.parameters(other)]
+        for p in others:
+            p.requires_grad_(False)
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                out = method(images, generator, player=player)
+            loss = out["loss"]
+            extras.update({k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")})
+            if not torch.isfinite(loss.detach()):
+                return loss.detach(), None, extras  # the caller stops before this player's step
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        finally:
+            for p in others:
+                p.requires_grad_(True)
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(optimizer.parameters(player), grad_clip)
+        optimizer.step(player)
+        total = total + loss.detach()
+        embedding = out["embedding"].detach() if "embedding" in out else embedding
+    return total, embedding, extras
+
+
 def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
                 momentum: float, opt_name: str, amp: bool, device: torch.device, part: DistContext) -> float:
     """Seconds per step, measured on a throw-away copy so the real run starts untouched (averaged over
     ranks, so every rank turns the time limit into the same step count)."""
     trial = copy.deepcopy(method)
-    optimizer = build_optimizer(opt_name, trial, lr, wd, momentum, trial.recipe.adam_betas)
+    optimizer = build_method_optimizer(opt_name, trial, lr, wd, momentum, trial.recipe.adam_betas)
     lengths = getattr(data, "lengths", None)
 
     def timed(steps: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
@@ -365,6 +398,9 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     text, five_d = method_cls.modality == "text", method_cls.modality in ("video", "volume")
     if text and cfg.show_batch:
         raise ConfigError("--show-batch draws images; it does not apply to text methods")
+    if method_cls.players and part.active:
+        raise ConfigError(f"{cfg.method}: adversarial methods train in one process (--devices 1): their players "
+                          "take turns, which DistributedDataParallel's one backward per step does not model")
     prepare_out(out, cfg.resume, cfg.overwrite, create=part.is_main)
     barrier()  # the folder exists (rank 0 made it) before any rank reads or writes in it
     data, spec, test = _open_pool(cfg, out, part, progress)
@@ -398,7 +434,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     wd = cfg.weight_decay if cfg.weight_decay is not None else recipe.weight_decay
     momentum = cfg.momentum if cfg.momentum is not None else recipe.momentum
     lr = base_lr * batch / 256
-    optimizer = build_optimizer(opt_name, method, lr, wd, momentum, recipe.adam_betas)
+    optimizer = build_method_optimizer(opt_name, method, lr, wd, momentum, recipe.adam_betas)
 
     total = _resolve_budget(cfg, steps_per_epoch)
     if total is None:
@@ -443,7 +479,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
 
     if cfg.show_batch and part.is_main:
         _show_batch(method, data, cfg, device, f"{cfg.method}, before training" if start == 0 else f"step {start}")
-    logger = MetricsLogger(out, resume_step=start) if part.is_main else None
+    logger = MetricsLogger(out, resume_step=start, columns=COLUMNS + list(method.logged)) if part.is_main else None
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     bar = tqdm(total=total, initial=start, desc=f"{cfg.method}", unit="step", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
@@ -458,7 +494,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
                                                          pool, cfg.seed), start=start):
             lr_now = warmup_cosine(step, total, lr, warmup_steps)
             for group in optimizer.param_groups:
-                group["lr"] = lr_now
+                group["lr"] = lr if group.get("constant_lr") else lr_now
             images = images.to(device, non_blocking=True)
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
             generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))

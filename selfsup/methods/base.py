@@ -73,6 +73,10 @@ class Method(nn.Module):
     # word vectors: Mu & Viswanath 2018, https://arxiv.org/abs/1702.01417) and the text losses have no such
     # optimum: their collapse watch warns on dimensional collapse (rank) only.
     collapse_prone: ClassVar[bool] = True
+    # Adversarial methods (GANs): the players that take turns each step, each with its own optimizer over
+    # ``player_modules(player)``; ``forward(..., player=NAME)`` returns that player's loss.
+    players: ClassVar[tuple[str, ...]] = ()
+    logged: ClassVar[tuple[str, ...]] = ()  # the method's own scalars, as metrics.csv columns (beside pretext_accuracy)
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()
@@ -84,6 +88,10 @@ class Method(nn.Module):
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (momentum-encoder updates and the like)."""
+
+    def player_modules(self, player: str) -> nn.Module:
+        """An adversarial method's modules trained by ``player``'s optimizer."""
+        raise NotImplementedError
 
     @property
     def input_normalization(self):

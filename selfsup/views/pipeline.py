@@ -84,6 +84,10 @@ VIEW_PRESETS.register("crop-flip")((ViewSettings(jitter_p=0.0, grayscale_p=0.0),
 VIEW_PRESETS.register("pretext")((ViewSettings(crop_scale=(0.35, 1.0), jitter_p=0.0, grayscale_p=0.0),))
 # MAE (He et al. 2022, appendix A.1): random resized crop of scale 0.2-1 and flip only.
 VIEW_PRESETS.register("mae")((ViewSettings(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0),))
+# GANs (DCGAN, BiGAN): the whole image, horizontal flips only (the paper scales pixels and nothing more;
+# flips are the usual GAN augmentation, e.g. Karras et al. 2018); the generator learns the images as they are.
+VIEW_PRESETS.register("gan")((ViewSettings(crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), jitter_p=0.0,
+                                           grayscale_p=0.0),))
 # Small grayscale images (digits): gentler crops, no colour to jitter beyond brightness/contrast.
 VIEW_PRESETS.register("small-gray")((ViewSettings(crop_scale=(0.4, 1.0), crop_ratio=(0.8, 1.25), flip_p=0.0,
                                                   **jitter(0.5), grayscale_p=0.0),) * 2)
