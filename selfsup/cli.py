@@ -349,10 +349,11 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
 
     from .config import PretrainConfig, build_config
     from .engine.runtime import prepare_out
-    from .methods import METHODS
+    from .methods import METHODS, ONE_PROCESS_ONLY
 
     cfg = build_config(PretrainConfig, *_split(args, NOT_SETTINGS))
-    METHODS.get(cfg.method)
+    if METHODS.get(cfg.method).players:
+        raise ConfigError(f"{cfg.method}: {ONE_PROCESS_ONLY}")
     if not cfg.data and not cfg.resume:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
     prepare_out(Path(cfg.out), cfg.resume, cfg.overwrite, create=False)

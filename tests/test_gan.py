@@ -163,6 +163,14 @@ def test_adversarial_watch_warns_when_the_discriminator_wins_or_the_generator_co
     assert "collapse" in starting.warned
 
 
+def test_gans_refuse_data_parallel_before_launching(tmp_path, capsys):
+    from selfsup.cli import main
+
+    assert main(["pretrain", "--data", "digits", "--method", "dcgan", "--devices", "2", "--out", str(tmp_path / "r")]) == 2
+    assert "adversarial methods train in one process" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_generator_fits_any_image_size():
     from selfsup.heads import DCGANGenerator
 

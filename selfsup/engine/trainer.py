@@ -37,7 +37,7 @@ from ..distributed import (DistContext, barrier, init_distributed, local_batch, 
                            shutdown, wrap_data_parallel)
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..evaluate.features import extract_features
-from ..methods import METHODS, EpochContext, Method
+from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method
 from ..methods.text_base import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, estimate_normalization
 from . import checkpoint as ckpt
@@ -399,8 +399,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     if text and cfg.show_batch:
         raise ConfigError("--show-batch draws images; it does not apply to text methods")
     if method_cls.players and part.active:
-        raise ConfigError(f"{cfg.method}: adversarial methods train in one process (--devices 1): their players "
-                          "take turns, which DistributedDataParallel's one backward per step does not model")
+        raise ConfigError(f"{cfg.method}: {ONE_PROCESS_ONLY}")
     prepare_out(out, cfg.resume, cfg.overwrite, create=part.is_main)
     barrier()  # the folder exists (rank 0 made it) before any rank reads or writes in it
     data, spec, test = _open_pool(cfg, out, part, progress)

@@ -6,6 +6,6 @@ from . import masked_lm, next_token, sentence_order, word2vec  # noqa: F401  tex
 from . import clip_contrastive, frame_between, frame_order, next_frame, odd_one_out  # noqa: F401  video
 from . import rotation3d, rubik_cube, simclr3d  # noqa: F401  3D volumes
 from . import bigan, dcgan  # noqa: F401  generative adversarial
-from .base import METHODS, EpochContext, Method, Panel, Recipe, register_method
+from .base import METHODS, ONE_PROCESS_ONLY, EpochContext, Method, Panel, Recipe, register_method
 
-__all__ = ["METHODS", "EpochContext", "Method", "Panel", "Recipe", "register_method"]
+__all__ = ["METHODS", "ONE_PROCESS_ONLY", "EpochContext", "Method", "Panel", "Recipe", "register_method"]

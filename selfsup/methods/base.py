@@ -123,6 +123,9 @@ def classified(logits: torch.Tensor, labels: torch.Tensor, embedding: torch.Tens
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+# Said by ``selfsup pretrain --devices N`` before launching, and by each worker launched otherwise.
+ONE_PROCESS_ONLY = ("adversarial methods train in one process (--devices 1): their players take turns, which "
+                    "DistributedDataParallel's one backward per step does not model")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
