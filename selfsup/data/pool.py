@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,20 @@ from ..errors import SelfSupError
 from .decode import reason
 from .images import ReportsBadItems, array_batches
 from .sources import Collection
+
+
+class DecodedSpec:
+    """What a decoded pool's spec (``ClipSpec``, ``VolumeSpec``; dataclasses with a ``size``) shares: its
+    fields as ``encoder.json``'s info, and ``size`` read as the engine's ``image_size``."""
+
+    size: int
+
+    def info(self) -> dict:
+        return asdict(self)  # type: ignore[call-overload]  (subclasses are dataclasses)
+
+    @property
+    def image_size(self) -> int:
+        return self.size
 
 
 class DecodedPool(ReportsBadItems):

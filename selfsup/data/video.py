@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 
 from ..errors import ConfigError, SelfSupError
 from .decode import fit_square
-from .pool import DecodedPool
+from .pool import DecodedPool, DecodedSpec
 from .sources import VIDEO_SUFFIXES, Collection
 
 log = logging.getLogger("selfsup")
@@ -40,7 +40,7 @@ def _av():
 
 
 @dataclass
-class ClipSpec:
+class ClipSpec(DecodedSpec):
     """How clips are decoded and fed: channels, frames per clip, frame stride, frame side."""
 
     channels: int = 3
@@ -55,13 +55,6 @@ class ClipSpec:
             raise ConfigError(f"a clip needs frames >= 2, stride >= 1 and size >= 8 (got {self.frames}, "
                               f"{self.stride}, {self.size})")
         return self
-
-    def info(self) -> dict:
-        return asdict(self)
-
-    @property
-    def image_size(self) -> int:
-        return self.size
 
 
 def is_video_source(path: str | Path | None) -> bool:

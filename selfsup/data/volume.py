@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, SelfSupError
-from .pool import DecodedPool
+from .pool import DecodedPool, DecodedSpec
 from .sources import Collection
 
 DEFAULT_VOLUME_SIZE = 32
@@ -26,7 +26,7 @@ VOLUME_ARRAY_KEYS = ("volume", "image", "images", "x", "data", "arr_0")
 
 
 @dataclass
-class VolumeSpec:
+class VolumeSpec(DecodedSpec):
     """How volumes are fed: channels (1) and the side S of the resampled cube."""
 
     channels: int = 1
@@ -36,13 +36,6 @@ class VolumeSpec:
         if self.channels != 1 or self.size < 8:
             raise ConfigError(f"volumes are 1-channel cubes of side >= 8 (got {self.channels} channels, side {self.size})")
         return self
-
-    def info(self) -> dict:
-        return asdict(self)
-
-    @property
-    def image_size(self) -> int:
-        return self.size
 
 
 def _nibabel():
