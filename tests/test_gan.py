@@ -12,6 +12,7 @@ import torch.nn as nn
 
 from selfsup.backbones import build_backbone
 from selfsup.backbones.io import load_backbone
+from selfsup.backbones.spectral import bake_spectral_norm
 from selfsup.engine.optim import build_method_optimizer
 from selfsup.engine.trainer import _turn_step
 from selfsup.losses import discriminator_loss, generator_loss, r1_penalty
@@ -133,6 +134,10 @@ def test_r1_refuses_batch_norm_and_spectral_norm_exports_plain_weights():
     method.eval()
     x = torch.randn(4, 3, 16, 16)
     torch.testing.assert_close(plain.eval()(x), method.backbone(x))
+    # a step checkpoint holds the parametrized weights: the loader bakes them the same way
+    stepped = build_backbone("dcgan-nonorm", 3, "small", 16)
+    stepped.model.load_state_dict(bake_spectral_norm(stepped.model, method.backbone.model.state_dict()), strict=True)
+    torch.testing.assert_close(stepped.eval()(x), method.backbone(x))
     out = method.train()(images, torch.Generator().manual_seed(0))
     assert out["r1"] > 0 and torch.isfinite(out["loss"])
 

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from ..errors import SelfSupError
 from ..views import Normalization
 from .registry import Backbone, BackboneSpec, build_from_spec
+from .spectral import bake_spectral_norm
 
 FORMAT = "selfsup-encoder/1"
 
@@ -82,7 +83,7 @@ def load_backbone(path: str | Path) -> tuple[Backbone, dict[str, Any]]:
     spec = TextBackboneSpec(**info["backbone"]) if text else BackboneSpec(**info["backbone"])
     backbone = build_like(spec, info.get("image_size"))
     try:
-        backbone.model.load_state_dict(weights, strict=True)
+        backbone.model.load_state_dict(bake_spectral_norm(backbone.model, weights), strict=True)
     except RuntimeError as exc:
         raise SelfSupError(f"encoder weights in {path} do not fit {info['backbone']['name']}: "
                            f"{str(exc).splitlines()[0]}") from exc

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.nn.utils import parametrize
-from torch.nn.utils.parametrizations import spectral_norm
 
 from ..backbones import Backbone, build_from_spec
+from ..backbones.spectral import plain_state, with_spectral_norm
 from ..engine.monitor import AdversarialWatch
 from ..heads import DCGANGenerator
 from ..losses import discriminator_loss, r1_penalty
@@ -22,32 +21,6 @@ GAN_RECIPE = dict(optimizer="adamw", base_lr=2e-4, weight_decay=0.0, warmup_frac
                   views="gan", backbone="dcgan", sync_batchnorm=False)
 GAN_ARGS = {"latent_dim": 100, "generator_width": 64, "spectral_norm": False, "r1_gamma": 0.0, "ema_decay": 0.999}
 SAMPLE_SEED = 1234  # the sample grid's latents: the same images across a run's pictures
-
-
-def with_spectral_norm(module: nn.Module) -> None:
-    """Miyato et al. 2018 (https://arxiv.org/abs/1802.05957): every convolution and linear layer's weight
-    divided by its largest singular value (one power iteration per step), so D is 1-Lipschitz per layer."""
-    for layer in list(module.modules()):
-        if isinstance(layer, (nn.Conv2d, nn.Linear)):
-            spectral_norm(layer)
-
-
-@torch.no_grad()
-def plain_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """``module``'s state with spectral norm baked into plain weights (as eval mode computes them: no power
-    iteration), which loads into the unparametrized network. (Removing the parametrization from a deep copy
-    would also strip it from the original, whose dynamically made class the copy shares.)"""
-    was_training = module.training
-    module.eval()
-    try:
-        state = {k: v for k, v in module.state_dict().items() if ".parametrizations." not in k}
-        for name, layer in module.named_modules():
-            if parametrize.is_parametrized(layer):
-                for tensor in layer.parametrizations:
-                    state[f"{name}.{tensor}" if name else tensor] = getattr(layer, tensor).detach().clone()
-    finally:
-        module.train(was_training)
-    return state
 
 
 class AdversarialMethod(Method):
