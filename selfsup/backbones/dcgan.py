@@ -54,7 +54,7 @@ class DCGANDiscriminator(nn.Module):
                                         nn.BatchNorm2d(out) if norm else nn.Identity(), nn.LeakyReLU(0.2)))
             channels = out
         self.layers = nn.ModuleList(layers)
-        self.grid = nn.AdaptiveMaxPool2d(4)  # its input, the last map, is Backbone.feature_map's
+        self.grid = nn.AdaptiveMaxPool2d(4)
         dcgan_init(self)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -63,6 +63,13 @@ class DCGANDiscriminator(nn.Module):
             x = layer(x)
             pooled.append(self.grid(x).flatten(1))
         return torch.cat(pooled, 1)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """The last map (about 4 x 4), where a GAN puts its real/fake logit: ``Backbone.feature_map``."""
+        x = images
+        for layer in self.layers:
+            x = layer(x)
+        return x
 
 
 @OWN_BACKBONES.register("dcgan")
