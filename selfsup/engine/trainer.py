@@ -15,7 +15,7 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -217,19 +217,31 @@ def _train_step(method: Method, optimizer: torch.optim.Optimizer, images: torch.
     if method.players:
         return _turn_step(method, optimizer, images, generator, amp, device, grad_clip)
     extra = {"indices": indices} if method.needs_indices else {}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        out = (model or method)(images, generator, **extra)
+    out, extras = _forward(model or method, images, generator, amp, device, **extra)
     loss, embedding = out["loss"], out.get("embedding")
-    extras = {k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")}
     reported = mean_over_ranks(loss.detach())  # every rank sees the same value, so all stop together
     if not torch.isfinite(reported):
         return reported, None, extras  # the caller stops before this step touches the weights
+    _descend(loss, optimizer, method.parameters(), grad_clip)
+    return reported, None if embedding is None else embedding.detach(), extras
+
+
+def _forward(module: torch.nn.Module, images: torch.Tensor, generator: torch.Generator, amp: bool,
+             device: torch.device, **kwargs: Any) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The method's outputs, and the scalars it reports beside its loss and embedding, detached."""
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        out = module(images, generator, **kwargs)
+    return out, {k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")}
+
+
+def _descend(loss: torch.Tensor, optimizer: torch.optim.Optimizer, parameters: Iterable[torch.nn.Parameter],
+             grad_clip: float | None, *step_args: str) -> None:
+    """Backward, clip ``parameters``' gradients, step (``step_args``: the player, for TurnOptimizers)."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
-        torch.nn.utils.clip_grad_norm_(method.parameters(), grad_clip)
-    optimizer.step()
-    return reported, None if embedding is None else embedding.detach(), extras
+        torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+    optimizer.step(*step_args)
 
 
 def _turn_step(method: Method, optimizer: TurnOptimizers, images: torch.Tensor, generator: torch.Generator, amp: bool,
@@ -244,20 +256,15 @@ def _turn_step(method: Method, optimizer: TurnOptimizers, images: torch.Tensor, 
         for p in others:
             p.requires_grad_(False)
         try:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                out = method(images, generator, player=player)
+            out, reported = _forward(method, images, generator, amp, device, player=player)
+            extras.update(reported)
             loss = out["loss"]
-            extras.update({k: v.detach() for k, v in out.items() if k not in ("loss", "embedding")})
             if not torch.isfinite(loss.detach()):
                 return loss.detach(), None, extras  # the caller stops before this player's step
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            _descend(loss, optimizer, optimizer.parameters(player), grad_clip, player)
         finally:
             for p in others:
                 p.requires_grad_(True)
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(optimizer.parameters(player), grad_clip)
-        optimizer.step(player)
         total = total + loss.detach()
         embedding = out["embedding"].detach() if "embedding" in out else embedding
     return total, embedding, extras
