@@ -95,6 +95,7 @@ def test_unreadable_videos_are_named_and_skipped_or_fatal_when_strict(videos, tm
     shutil.copytree(videos / "train" / "left", folder / "left")
     (folder / "left" / "broken.mp4").write_bytes(b"not a video")
     collection = open_source(str(folder), "video")["all"]
+    assert collection.subset([0, 1]).describe().startswith("2 clips from")
     with caplog.at_level(logging.WARNING, logger="selfsup"):
         pool = ClipPool(collection, probe_clip_spec(collection, frames=4))
     assert len(pool) == 3 and pool.skipped == 1 and "broken.mp4" in caplog.text
@@ -106,6 +107,7 @@ def test_clip_arrays_load_as_n_c_t_h_w(tmp_path):
     clips = np.random.default_rng(0).integers(0, 255, (5, 20, 20, 20, 3), dtype=np.uint8)  # N x T x H x W x C
     np.savez(tmp_path / "clips.npz", x=clips, y=np.arange(5) % 2)
     collection = open_source(str(tmp_path / "clips.npz"), "video")["all"]
+    assert collection.describe().startswith("5 clips from")
     spec = probe_clip_spec(collection, frames=4, stride=2)
     pool = ClipPool(collection, spec)
     assert pool.array.shape == (5, 3, 4, 20, 20)

@@ -102,6 +102,7 @@ def test_unreadable_volumes_are_named_and_skipped(tmp_path, caplog):
 def test_volume_arrays_load_as_n_1_s_s_s(tmp_path):
     np.savez(tmp_path / "v.npz", x=np.random.rand(4, 10, 12, 14), y=np.array([0, 1, 0, 1]))
     collection = open_source(str(tmp_path / "v.npz"), "volume")["all"]
+    assert collection.describe() == "4 volumes from v.npz, 2 classes"
     pool = VolumePool(collection, probe_volume_spec(collection, 8))
     assert pool.array.shape == (4, 1, 8, 8, 8) and list(pool.labels) == [0, 1, 0, 1]
 

@@ -119,6 +119,7 @@ class Collection:
     classes: list[str] | None
     reader: Reader | None = None
     array: np.ndarray | None = None  # N x C x H x W uint8, when the source is already decoded
+    kind: str = "image"  # or "video", "volume": what the keys name
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -140,12 +141,14 @@ class Collection:
             classes=self.classes,
             reader=self.reader,
             array=None if self.array is None else self.array[idx],
+            kind=self.kind,
         )
 
     def describe(self) -> str:
         where = self.reader.description if self.reader else self.name
         labels = f", {self.num_classes} classes" if self.has_labels else ", unlabeled"
-        return f"{len(self)} images from {where}{labels}"
+        noun = {"image": "images", "video": "clips", "volume": "volumes"}[self.kind]
+        return f"{len(self)} {noun} from {where}{labels}"
 
 
 def _list_folder(root: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[str]:
@@ -196,7 +199,7 @@ def _collections_from_keys(keys: list[str], reader: Reader, name: str, kind: str
     for s, ks in splits.items():
         labels = np.array([index[r.split("/", 1)[0]] for r in rel[s]], dtype=np.int64) if labeled else None
         out[s] = Collection(name=f"{name}:{s}" if s != "all" else name, keys=ks, labels=labels,
-                            classes=classes, reader=reader)
+                            classes=classes, reader=reader, kind=kind)
     return out
 
 
@@ -277,13 +280,16 @@ def _load_numpy(path: Path, kind: str = "image") -> dict[str, Collection]:
         raise SelfSupError(f"{path}: no 'images' or 'x' array inside (found {sorted(arrays)})")
     labels = next((arrays[k] for k in ("labels", "y", "targets") if k in arrays), None)
     if kind == "video":
-        return {"all": collection_from_arrays(_clips_to_ncthw(np.asarray(images), path.name), labels, path.name)}
-    if kind == "volume":
+        collection = collection_from_arrays(_clips_to_ncthw(np.asarray(images), path.name), labels, path.name)
+    elif kind == "volume":
         volumes = np.asarray(images)
         if volumes.ndim != 4:
             raise SelfSupError(f"{path.name}: expected volumes shaped N x D x H x W, got shape {volumes.shape}")
-        return {"all": _array_collection(volumes, labels, path.name)}
-    return {"all": collection_from_arrays(images, labels, path.name)}
+        collection = _array_collection(volumes, labels, path.name)
+    else:
+        collection = collection_from_arrays(images, labels, path.name)
+    collection.kind = kind
+    return {"all": collection}
 
 
 def _load_cifar10(root: str | None) -> dict[str, Collection]:
