@@ -169,6 +169,24 @@ def test_collapse_watch_warns_once_after_patience(caplog):
     assert watch.warned and sum("collapse" in r.message for r in caplog.records) == 1
 
 
+def test_collapse_watch_lets_a_concentrated_start_spread_but_not_stay():
+    """MoCo v2's head starts near one direction (std·sqrt(d) 0.05 on CIFAR-10) and spreads as it learns."""
+    from selfsup.engine.monitor import CollapseWatch
+
+    noise = torch.randn(64, 16, generator=torch.Generator().manual_seed(0))
+
+    def concentrated(scale: float) -> torch.Tensor:
+        return 10.0 + scale * noise  # around one direction; the spread grows with ``scale``
+
+    spreading, stuck = CollapseWatch(patience=3), CollapseWatch(patience=3)
+    for check in range(13):
+        spreading.check(concentrated(0.1 * 1.1 ** check), check)
+        assert spreading.last["embedding_std_x_sqrt_d"] < 0.1
+        stuck.check(concentrated(0.1), check)
+    assert not spreading.warned and stuck.warned  # stuck: 12 checks without a new best
+    assert CollapseWatch(patience=3).check(concentrated(0.1), 0)["effective_rank"] > 1.5
+
+
 @pytest.mark.parametrize("method,batch_size,extra", [
     ("deepcluster", 256, []),  # pseudo-labels and the epoch plan, re-clustered at each epoch boundary
     # memory bank and the NCE partition constant; 64 images (576 jigsaw tiles) a step keep it fast
