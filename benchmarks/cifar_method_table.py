@@ -82,8 +82,9 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tup
     return knn, linear
 
 
-def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1) -> tuple[dict, float]:
-    extra = [a for kv in OVERRIDES.get(method, []) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
+def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1,
+             variant: tuple[str, ...] = ()) -> tuple[dict, float]:
+    extra = [a for kv in (*OVERRIDES.get(method, []), *variant) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
            METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
            "--quiet", "--num-workers", "2", "--show-batch", str(out / "show-batch.png"), *extra]
@@ -114,7 +115,11 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out/zoo")
     parser.add_argument("--devices", type=int, default=1,
                         help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
+    parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="a variant of every method named (after its OVERRIDES): rows 'NAME@STEPS+KEY=VALUE'")
     args = parser.parse_args()
+    variant = tuple(args.method_arg)
+    suffix = "".join(f"+{kv}" for kv in variant)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.json"
@@ -126,7 +131,8 @@ def main() -> None:
     for method in args.methods.split(","):
         key = f"{method}@{args.steps}" if not method.startswith("random") else method
         key += f"x{args.devices}" if args.devices > 1 and not method.startswith("random") else ""
-        run = out / (method if args.devices == 1 else f"{method}-x{args.devices}")
+        key += suffix if not method.startswith("random") else ""
+        run = out / ((method if args.devices == 1 else f"{method}-x{args.devices}") + suffix)
         if key in rows:
             continue
         t0 = time.perf_counter()
@@ -140,7 +146,7 @@ def main() -> None:
             rows[key] = {"method": f"random {arch} (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
                          "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
         else:
-            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices)
+            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant)
             t_scored = time.perf_counter()
             backbone, info = load_backbone(run)
             knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
@@ -151,7 +157,7 @@ def main() -> None:
                          "train_seconds": result["train_seconds"],
                          "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
                          "effective_rank": result.get("effective_rank"),
-                         "collapse_warning": result.get("collapse_warning"), "overrides": OVERRIDES.get(method, []),
+                         "collapse_warning": result.get("collapse_warning"), "overrides": [*OVERRIDES.get(method, []), *variant],
                          **pretext, "score_seconds": round(time.perf_counter() - t_scored, 1)}
         rows[key]["row_seconds"] = round(time.perf_counter() - t0, 1)  # pretraining (if any) and scoring
         rows_path.write_text(json.dumps(rows, indent=1))
@@ -169,6 +175,7 @@ def main() -> None:
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
         name = r["method"] + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
+        name += "".join(f" +{kv}" for kv in r.get("overrides", []) if kv not in OVERRIDES.get(r["method"], []))
         print(f"| {name} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
               f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} "
               f"| {task} |")
