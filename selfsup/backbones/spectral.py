@@ -2,6 +2,8 @@
 removal: a spectrally normalized discriminator is saved as the plain network it computes."""
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
@@ -41,8 +43,6 @@ def bake_spectral_norm(model: nn.Module, weights: dict[str, torch.Tensor]) -> di
     ``spectral_norm=true``) as the plain weights ``model`` loads; other weights are returned unchanged."""
     if not any(PARAMETRIZED in "." + key for key in weights):
         return weights
-    import copy
-
     normalized = copy.deepcopy(model)
     with_spectral_norm(normalized)
     normalized.load_state_dict(weights, strict=True)

@@ -71,8 +71,8 @@ class CollapseWatch:
         self.best_spread = max(self.best_spread, spread)
         low = spread < self.std_floor and (spread_once or not rising)
         self.bad_checks = self.bad_checks + 1 if low or rank < self.rank_floor else 0
-        if self.bad_checks >= (self.patience if spread_once or rank < self.rank_floor else 4 * self.patience) \
-                and not self.warned:
+        patience = self.patience if spread_once or rank < self.rank_floor else 4 * self.patience
+        if self.bad_checks >= patience and not self.warned:
             self.warned = True
             log.warning("representation collapse at step %d: embedding std·sqrt(d) = %.3f (healthy ≈ 1), effective "
                         "rank = %.2f of %d; lower the learning rate, check the views, or try another method",
