@@ -187,6 +187,30 @@ def test_collapse_watch_lets_a_concentrated_start_spread_but_not_stay():
     assert CollapseWatch(patience=3).check(concentrated(0.1), 0)["effective_rank"] > 1.5
 
 
+def test_collapse_watch_warns_on_a_lasting_dimensional_collapse(caplog):
+    """PIRL's NCE on CIFAR-10: healthy spread, effective rank 1.5-8 of 128 for hundreds of steps."""
+    from selfsup.engine.monitor import CollapseWatch
+
+    g = torch.Generator().manual_seed(0)
+    few = torch.randn(256, 3, generator=g) @ torch.randn(3, 128, generator=g)  # 3 directions, spread out
+    healthy = torch.randn(256, 128, generator=g)
+    watch = CollapseWatch(patience=3, low_rank_patience=10)
+    assert watch.check(few, 0)["effective_rank"] < 3.5 and watch.last["embedding_std_x_sqrt_d"] > 0.5
+    with caplog.at_level("WARNING", logger="selfsup"):
+        for step in range(1, 9):  # a dip of 9 checks is forgiven ...
+            watch.check(few, step)
+        watch.check(healthy, 9)
+        for step in range(10, 19):
+            watch.check(few, step)
+        assert not watch.warned
+        watch.check(few, 19)  # ... the tenth in a row is not
+    assert watch.warned and sum("dimensional collapse" in r.message for r in caplog.records) == 1
+    # Small batches or embeddings are judged against min(N, d) / 8: 3 directions of 16 are fine.
+    small = CollapseWatch(low_rank_patience=1)
+    small.check(few[:16, :16], 0)
+    assert not small.warned
+
+
 @pytest.mark.parametrize("method,batch_size,extra", [
     ("deepcluster", 256, []),  # pseudo-labels and the epoch plan, re-clustered at each epoch boundary
     # memory bank and the NCE partition constant; 64 images (576 jigsaw tiles) a step keep it fast

@@ -50,10 +50,20 @@ class CollapseWatch:
     step 130 and on. Until the spread has once reached twice the floor, a low check counts only when the
     spread is not rising (no new best by 5 %), and the warning waits 4x as long: a run that starts
     concentrated and spreads is learning, one that stays there is stuck.
+
+    Dimensional collapse (Jing et al. 2022, https://arxiv.org/abs/2110.09348): the spread stays
+    healthy while the embeddings use a few directions. It is warned when the effective rank stays
+    below ``low_rank`` (8, or min(N, d)/8 for small batches or embeddings) for ``low_rank_patience``
+    checks in a row. In the 450-step CIFAR-10 table (BENCHMARKS.md, 2b), PIRL's NCE sat below 8 of
+    128 for 26 checks and scored under random weights; of the other rows, one check fell below 8
+    (corruption's 5.6, at step 30).
     """
 
-    def __init__(self, std_floor: float = 0.1, rank_floor: float = 1.5, patience: int = 3) -> None:
+    def __init__(self, std_floor: float = 0.1, rank_floor: float = 1.5, patience: int = 3, low_rank: float = 8.0,
+                 low_rank_patience: int = 10) -> None:
         self.std_floor, self.rank_floor, self.patience = std_floor, rank_floor, patience
+        self.low_rank, self.low_rank_patience = low_rank, low_rank_patience
+        self.low_rank_checks = 0
         self.bad_checks = 0
         self.warned = False
         self.best_spread = 0.0
@@ -72,11 +82,21 @@ class CollapseWatch:
         low = spread < self.std_floor and (spread_once or not rising)
         self.bad_checks = self.bad_checks + 1 if low or rank < self.rank_floor else 0
         patience = self.patience if spread_once or rank < self.rank_floor else 4 * self.patience
-        if self.bad_checks >= patience and not self.warned:
+        low_rank = min(self.low_rank, min(embedding.shape) / 8)
+        self.low_rank_checks = self.low_rank_checks + 1 if rank < low_rank else 0
+        if self.warned:
+            return self.last
+        if self.bad_checks >= patience:
             self.warned = True
             log.warning("representation collapse at step %d: embedding std·sqrt(d) = %.3f (healthy ≈ 1), effective "
                         "rank = %.2f of %d; lower the learning rate, check the views, or try another method",
                         step, spread, rank, min(embedding.shape))
+        elif self.low_rank_checks >= self.low_rank_patience:
+            self.warned = True
+            log.warning("dimensional collapse at step %d: the embeddings' effective rank has stayed below %.3g of %d "
+                        "for %d checks (now %.2f, std·sqrt(d) %.3f); they use a few directions only; lower the learning "
+                        "rate, check the loss's settings (negatives, temperature), or try another method",
+                        step, low_rank, min(embedding.shape), self.low_rank_checks, rank, spread)
         return self.last
 
 
