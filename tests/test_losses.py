@@ -142,3 +142,16 @@ def test_infonce_equals_loop():
     # Analytic case: everything identical -> each query's softmax is uniform over 1 + K entries.
     same = torch.ones(3, 4)
     assert InfoNCELoss(0.5)(same, same, torch.ones(9, 4)).item() == pytest.approx(math.log(10), abs=1e-6)
+
+
+def test_infonce_leaves_out_masked_negatives():
+    from selfsup.losses import InfoNCELoss
+
+    g = torch.Generator().manual_seed(3)
+    q, k, neg = torch.randn(3, 4, generator=g), torch.randn(3, 4, generator=g), torch.randn(5, 4, generator=g)
+    valid = torch.tensor([[True, False, True, True, False], [True] * 5, [False, True, True, True, True]])
+    loss = InfoNCELoss(0.3)
+    # Each query on its own, with only its valid negatives, averaged: the mask is a removal.
+    expected = sum(loss(q[i:i + 1], k[i:i + 1], neg[valid[i]]).item() for i in range(3)) / 3
+    assert loss(q, k, neg, valid).item() == pytest.approx(expected, abs=1e-6)
+    assert loss(q, k, neg, valid).item() < loss(q, k, neg).item()

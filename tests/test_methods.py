@@ -61,14 +61,9 @@ def test_forward_finite_and_every_parameter_gets_a_gradient(name, batch):
     assert all(p.grad is None for p in method.parameters() if not p.requires_grad)
 
 
-@pytest.mark.parametrize("name", IMAGE_METHODS)
-def test_loss_falls_on_a_fixed_batch(name, batch):
-    method = make(name, batch)
+def assert_loss_falls(method: Method, batch: torch.Tensor, warmup: int = 0) -> None:
     # AdamW's step does not scale with the loss, whose magnitude differs tenfold between methods.
     optimizer = torch.optim.AdamW(method.parameters(), lr=1e-3)
-    # A memory bank starts as random rows, easy negatives; as it fills with real embeddings
-    # of these 8 images the loss first rises, so PIRL is judged after the bank has turned over.
-    warmup = 12 if name == "pirl" else 0
     losses = []
     for step in range(warmup + 10):
         loss = call(method, batch)["loss"]  # fixed views every step
@@ -79,6 +74,22 @@ def test_loss_falls_on_a_fixed_batch(name, batch):
         losses.append(loss.item())
     losses = losses[warmup:]
     assert sum(losses[-3:]) / 3 < losses[0]
+
+
+@pytest.mark.parametrize("name", IMAGE_METHODS)
+def test_loss_falls_on_a_fixed_batch(name, batch):
+    # A memory bank starts as random rows, easy negatives; as it fills with real embeddings
+    # of these 8 images the loss first rises, so PIRL is judged after the bank has turned over.
+    assert_loss_falls(make(name, batch), batch, warmup=12 if name == "pirl" else 0)
+
+
+def test_pirl_infonce_variant_trains(batch):
+    method = make("pirl", loss_type="infonce")
+    loss = call(method, batch)["loss"]
+    assert torch.isfinite(loss) and not hasattr(method.criterion, "partition")
+    assert_loss_falls(method, batch, warmup=12)
+    with pytest.raises(ValueError, match="loss_type"):
+        make("pirl", loss_type="softmax")
 
 
 @pytest.mark.parametrize("name", METHODS.names())

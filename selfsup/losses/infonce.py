@@ -17,6 +17,8 @@ class InfoNCELoss(nn.Module):
     Queries, positive keys and negatives are L2-normalized here (dot products are cosines).
 
     Shapes: query, positive: N x D; negatives: K x D (shared by all queries); returns a scalar.
+    ``valid`` (N x K, optional): False where a shared negative must not count for a query (PIRL's
+    memory bank, where a drawn negative can be the query's own image).
     """
 
     def __init__(self, temperature: float = 0.2) -> None:
@@ -25,12 +27,16 @@ class InfoNCELoss(nn.Module):
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = temperature
 
-    def forward(self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def forward(self, query: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor,
+                valid: torch.Tensor | None = None) -> torch.Tensor:
         if query.shape != positive.shape or query.ndim != 2 or negatives.shape[-1] != query.shape[-1]:
             raise ValueError(f"expected N x D query and positive and K x D negatives, got {tuple(query.shape)}, "
                              f"{tuple(positive.shape)}, {tuple(negatives.shape)}")
         q = F.normalize(query.float(), dim=1)
         k = F.normalize(positive.float(), dim=1)
         n = F.normalize(negatives.float(), dim=1)
-        logits = torch.cat([(q * k).sum(1, keepdim=True), q @ n.T], dim=1) / self.temperature  # N x (1+K)
+        negative_logits = q @ n.T
+        if valid is not None:
+            negative_logits = negative_logits.masked_fill(~valid, float("-inf"))
+        logits = torch.cat([(q * k).sum(1, keepdim=True), negative_logits], dim=1) / self.temperature  # N x (1+K)
         return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))

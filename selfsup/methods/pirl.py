@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..distributed import gather_detached
-from ..losses import NCELoss
+from ..losses import InfoNCELoss, NCELoss
 from ..views import Views
 from ..views.jigsaw import jigsaw_tiles
 from .base import Method, Recipe, register_method
@@ -27,28 +27,39 @@ class PIRL(Method):
     L = λ L_NCE(m_I, g(v_It)) + (1 - λ) L_NCE(m_I, f(v_I)), λ = 0.5, with |D_N| negatives drawn
     uniformly from the bank excluding I (32,000 in the paper, at most the pool size), τ = 0.07.
     SGD lr 0.12 at batch 1,024 (0.03 x batch/256), weight decay 1e-4, cosine schedule.
+
+    ``loss_type="infonce"`` puts a softmax over the positive and the drawn negatives in place of
+    NCE's binary terms (InfoNCE; VISSL's ``nce_loss_with_memory`` offers it as
+    ``loss_type: cross_entropy``, and Wu et al.'s equation 2 is its full-bank form). NCE's
+    partition Z is estimated once, from a bank that still holds random rows, and real rows are
+    far more alike: every negative's term then saturates, the positive's pull vanishes, and on
+    short runs the features lose rank (BENCHMARKS.md, 2b). InfoNCE has no Z to mis-estimate.
+    - [1] Wu et al., 2018, https://arxiv.org/abs/1805.01978 (equations 2, 6-8)
     """
 
     name = "pirl"
     paper = "Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="simclr-cifar",
                     args={"projection_dim": 128, "num_negatives": 32000, "temperature": 0.07, "loss_weight": 0.5,
-                          "bank_momentum": 0.5, "dataset_size": None})
+                          "bank_momentum": 0.5, "loss_type": "nce", "dataset_size": None})
     needs_indices = True
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, num_negatives: int = 32000,
                  temperature: float = 0.07, loss_weight: float = 0.5, bank_momentum: float = 0.5,
-                 dataset_size: int | None = None) -> None:
+                 loss_type: str = "nce", dataset_size: int | None = None) -> None:
         super().__init__(backbone, views)
         if not 0 <= loss_weight <= 1 or not 0 <= bank_momentum < 1:
             raise ValueError("loss_weight must be in [0, 1] and bank_momentum in [0, 1)")
+        if loss_type not in ("nce", "infonce"):
+            raise ValueError(f"loss_type must be 'nce' or 'infonce', got {loss_type!r}")
         d = backbone.feature_dim
         self.image_head = nn.Linear(d, projection_dim)
         self.tile_head = nn.Linear(d, projection_dim)
         self.jigsaw_head = nn.Linear(9 * projection_dim, projection_dim)
         self.dataset_size = dataset_size or 1
         self.num_negatives, self.loss_weight, self.bank_momentum = num_negatives, loss_weight, bank_momentum
-        self.criterion = NCELoss(temperature, self.dataset_size)
+        self.loss_type = loss_type
+        self.criterion = NCELoss(temperature, self.dataset_size) if loss_type == "nce" else InfoNCELoss(temperature)
         self.register_buffer("memory", F.normalize(torch.randn(self.dataset_size, projection_dim), dim=1))
 
     def encode_jigsaw(self, view: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -58,6 +69,13 @@ class PIRL(Method):
         tiles = tiles[torch.arange(b, device=view.device)[:, None], shuffle]  # tiles in a random order
         features = self.tile_head(self.backbone(tiles.flatten(0, 1))).reshape(b, -1)
         return self.jigsaw_head(features)
+
+    def contrast(self, view: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor,
+                 valid: torch.Tensor) -> torch.Tensor:
+        """The loss of a view against its own bank rows (positives) and the drawn bank rows."""
+        if self.loss_type == "nce":
+            return self.criterion(positives, view, negatives, valid)
+        return self.criterion(view, positives, negatives, valid)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator,
                 indices: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -72,8 +90,8 @@ class PIRL(Method):
         drawn = torch.randint(0, len(self.memory), (k,), generator=generator).to(self.memory.device)
         negatives, positives = self.memory[drawn], self.memory[indices]
         valid = drawn[None, :] != indices[:, None]  # the paper draws negatives from D excluding I
-        loss = (self.loss_weight * self.criterion(positives, g, negatives, valid)
-                + (1 - self.loss_weight) * self.criterion(positives, f, negatives, valid))
+        loss = (self.loss_weight * self.contrast(g, positives, negatives, valid)
+                + (1 - self.loss_weight) * self.contrast(f, positives, negatives, valid))
         with torch.no_grad():  # m_I ← λ m_I + (1-λ) f(v_I), kept on the unit sphere
             rows, fresh = gather_detached(indices), gather_detached(F.normalize(f.detach().float(), dim=1))  # every rank's
             updated = self.bank_momentum * self.memory[rows].float() + (1 - self.bank_momentum) * fresh
