@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
@@ -25,15 +26,18 @@ class RelativePatch(Method):
     aberration, colour dropping (two of three channels replaced by faint noise, the default) or
     projection (the green-magenta axis removed): ``aberration`` = drop | project | none.
     Patch side as a fraction of the view (96/384 in the paper's ImageNet setting, 1/4).
+    ``patch_input`` resizes each patch (bilinear) to that many pixels before the backbone: the paper
+    feeds its 96-px patches at the network's own input size, while a quarter of a 32-px image is 8 px,
+    which an ImageNet-stem ResNet reduces to a 2 x 2 map before its first block (None: as cut).
     """
 
     name = "relative_patch"
     paper = "Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction"
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
-                    args={"patch_fraction": 0.25, "aberration": "drop", "hidden_dim": 512})
+                    args={"patch_fraction": 0.25, "aberration": "drop", "hidden_dim": 512, "patch_input": None})
 
     def __init__(self, backbone: Backbone, views: Views, patch_fraction: float = 0.25, aberration: str = "drop",
-                 hidden_dim: int = 512) -> None:
+                 hidden_dim: int = 512, patch_input: int | None = None) -> None:
         super().__init__(backbone, views)
         if aberration not in ("drop", "project", "none"):
             raise ValueError(f"aberration must be drop, project or none, not {aberration!r}")
@@ -43,6 +47,7 @@ class RelativePatch(Method):
         while 3 * self.patch + 2 * self.gap + 2 * self.jitter > views.size and self.gap > 0:
             self.gap -= 1  # shrink the gap first on tiny images
         self.aberration = aberration
+        self.patch_input = patch_input
         self.classifier = classifier_head(2 * backbone.feature_dim, len(NEIGHBOURS), hidden_dim)
 
     def pairs(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,7 +62,10 @@ class RelativePatch(Method):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         centre, neighbour, labels = self.pairs(images, generator)
-        features = self.backbone(torch.cat([centre, neighbour]))  # one pass for both patches
+        both = torch.cat([centre, neighbour])
+        if self.patch_input:
+            both = F.interpolate(both, size=self.patch_input, mode="bilinear", align_corners=False)
+        features = self.backbone(both)  # one pass for both patches
         f_centre, f_neighbour = features.chunk(2)
         logits = self.classifier(torch.cat([f_centre, f_neighbour], 1))
         return classified(logits, labels, f_centre)
