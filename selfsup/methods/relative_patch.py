@@ -28,7 +28,8 @@ class RelativePatch(Method):
     Patch side as a fraction of the view (96/384 in the paper's ImageNet setting, 1/4).
     ``patch_input`` resizes each patch (bilinear) to that many pixels before the backbone: the paper
     feeds its 96-px patches at the network's own input size, while a quarter of a 32-px image is 8 px,
-    which an ImageNet-stem ResNet reduces to a 2 x 2 map before its first block (None: as cut).
+    which an ImageNet-stem ResNet reduces to a 2 x 2 map before its first block (None: as cut). On
+    CIFAR-10 it did not help (BENCHMARKS.md, 2c): upsampling adds no detail to an 8-px patch.
     """
 
     name = "relative_patch"
