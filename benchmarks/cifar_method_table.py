@@ -20,6 +20,13 @@ sensitive).
     python benchmarks/cifar_method_table.py ../shared/datasets/cifar10-jpeg.zip --steps 450 \
         --methods simclr,byol --out bench-out/zoo
 
+``--method-arg KEY=VALUE`` runs a variant of a method's hyper-parameters and ``--setting KEY=VALUE``
+one of its training settings (`selfsup pretrain`'s ``--KEY VALUE``: lr, weight_decay, lars_eta,
+lars_clip, ...), each in its own row ``NAME@STEPS+KEY=VALUE``:
+
+    python benchmarks/cifar_method_table.py ../shared/datasets/cifar10-jpeg.zip --steps 1350 --methods byol \
+        --setting lr=1.0 --setting lars_eta=0.02 --setting lars_clip=true --out bench-out/zoo-3x
+
 With ``--devices N`` each pretraining runs data-parallel (`selfsup pretrain --devices N`, the same
 global batch of 256), in its own row ``NAME@STEPSxN``.
 """
@@ -82,9 +89,21 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tup
     return knn, linear
 
 
+def setting_flags(settings: tuple[str, ...]) -> list[str]:
+    """``KEY=VALUE`` training settings as `selfsup pretrain` flags (``lars_clip=true``: ``--lars-clip``)."""
+    flags = []
+    for kv in settings:
+        key, _, value = kv.partition("=")
+        flag = key.replace("_", "-")
+        flags += ([f"--{flag}"] if value.lower() == "true" else [f"--no-{flag}"] if value.lower() == "false"
+                  else [f"--{flag}", value])
+    return flags
+
+
 def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1,
-             variant: tuple[str, ...] = ()) -> tuple[dict, float]:
+             variant: tuple[str, ...] = (), settings: tuple[str, ...] = ()) -> tuple[dict, float]:
     extra = [a for kv in (*OVERRIDES.get(method, []), *variant) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
+    extra += setting_flags(settings)
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
            METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
            "--quiet", "--num-workers", "2", "--show-batch", str(out / "show-batch.png"), *extra]
@@ -117,9 +136,12 @@ def main() -> None:
                         help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a variant of every method named (after its OVERRIDES): rows 'NAME@STEPS+KEY=VALUE'")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
+                        help="a training setting of every method named (`selfsup pretrain --KEY VALUE`, e.g. "
+                             "lars_eta=0.02): rows 'NAME@STEPS+KEY=VALUE'")
     args = parser.parse_args()
-    variant = tuple(args.method_arg)
-    suffix = "".join(f"+{kv}" for kv in variant)
+    variant, settings = tuple(args.method_arg), tuple(args.setting)
+    suffix = "".join(f"+{kv}" for kv in (*variant, *settings))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.json"
@@ -146,7 +168,7 @@ def main() -> None:
             rows[key] = {"method": f"random {arch} (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
                          "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
         else:
-            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant)
+            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant, settings)
             t_scored = time.perf_counter()
             backbone, info = load_backbone(run)
             knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
@@ -158,6 +180,7 @@ def main() -> None:
                          "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
                          "effective_rank": result.get("effective_rank"),
                          "collapse_warning": result.get("collapse_warning"), "overrides": [*OVERRIDES.get(method, []), *variant],
+                         "settings": list(settings),
                          **pretext, "score_seconds": round(time.perf_counter() - t_scored, 1)}
         rows[key]["row_seconds"] = round(time.perf_counter() - t0, 1)  # pretraining (if any) and scoring
         rows_path.write_text(json.dumps(rows, indent=1))
@@ -175,7 +198,8 @@ def main() -> None:
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
         name = r["method"] + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
-        name += "".join(f" +{kv}" for kv in r.get("overrides", []) if kv not in OVERRIDES.get(r["method"], []))
+        name += "".join(f" +{kv}" for kv in [*r.get("overrides", []), *r.get("settings", [])]
+                        if kv not in OVERRIDES.get(r["method"], []))
         print(f"| {name} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
               f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} "
               f"| {task} |")

@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default=S, choices=["sgd", "adamw", "lars"])
     p.add_argument("--weight-decay", type=float, default=S)
     p.add_argument("--grad-clip", type=float, default=S, help="clip the gradient norm to this value")
+    p.add_argument("--lars-eta", type=float, default=S, metavar="ETA", help="LARS trust coefficient (default: the method's, 0.001)")
+    p.add_argument("--lars-clip", action=argparse.BooleanOptionalAction, default=S,
+                   help="LARS steps a layer by min(η‖w‖, lr‖g‖): η alone sets the relative step, capped at plain SGD's")
     p.add_argument("--precision", default=S, choices=["auto", "fp32", "bf16"])
     p.add_argument("--compile", action="store_true", default=S, help="torch.compile the backbone (GPUs, long runs)")
     p.add_argument("--seed", type=int, default=S)

@@ -44,6 +44,8 @@ class PretrainConfig(DataConfig):
     momentum: float | None = None
     warmup_fraction: float | None = None
     grad_clip: float | None = None
+    lars_eta: float | None = None  # LARS's trust coefficient; default: the method's (0.001)
+    lars_clip: bool | None = None  # LARS steps min(η‖w‖, lr‖g‖); default: the method's (off)
     method_args: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"

@@ -32,6 +32,19 @@ def test_lars_step_matches_the_formula():
     torch.testing.assert_close(b.detach(), torch.tensor([0.0]))  # excluded: plain SGD step 1 - 0.5*2
 
 
+def test_lars_clip_steps_a_layer_by_eta_times_its_norm_capped_at_plain_sgd():
+    """With ``clip`` (solo-learn's ``clip_lr``) a layer steps min(η‖w‖, lr‖g‖) along -g: η·5 = 0.1 when
+    that is the smaller, lr·‖g‖ = 0.5 when η is large; and build_optimizer passes both settings on."""
+    for eta, step_norm in ((0.02, 0.02 * 5.0), (10.0, 0.5 * 1.0)):
+        w = torch.tensor([[3.0, 4.0]], requires_grad=True)  # ‖w‖ = 5
+        w.grad = torch.tensor([[1.0, 0.0]])  # ‖g‖ = 1
+        LARS([{"params": [w], "weight_decay": 0.0, "lars_exclude": False}], lr=0.5, trust_coefficient=eta,
+             clip=True).step()
+        torch.testing.assert_close(w.detach(), torch.tensor([[3.0 - step_norm, 4.0]]))
+    group = build_optimizer("lars", nn.Linear(3, 2), 0.1, 0.0, lars_eta=0.02, lars_clip=True).param_groups[0]
+    assert group["trust_coefficient"] == 0.02 and group["clip"] is True
+
+
 def test_lars_multi_tensor_steps_match_a_per_tensor_loop():
     """Three steps over tensors of several shapes (one all zeros: trust ratio 1) equal the paper's update
     applied tensor by tensor, momentum included."""

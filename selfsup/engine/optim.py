@@ -1,6 +1,8 @@
 """Optimizers (SGD, AdamW, LARS) with biases and norm parameters kept out of weight decay."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 from torch.optim import Optimizer
@@ -17,14 +19,19 @@ class LARS(Optimizer):
     η‖w‖/‖g'‖ (1 when either norm is 0), and the momentum update v = μv + g', w -= lr·v.
     Groups with ``lars_exclude=True`` (biases, norm layers) get neither decay nor scaling,
     as in SimCLR and BYOL.
+
+    ``clip=True`` turns the ratio into min(ratio/lr, 1), so a layer's step is min(η‖w‖, lr‖g'‖): η sets
+    the relative step by itself, and no layer steps further than plain SGD would. Small-batch
+    recipes use it with η = 0.02 (solo-learn's CIFAR configs, ``clip_lr: True``), where the
+    large-batch papers' η = 0.001 at lr ≈ 0.3 moves a layer by about 0.03 % of its norm per step.
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8) -> None:
+                 trust_coefficient: float = 0.001, eps: float = 1e-8, clip: bool = False) -> None:
         if lr < 0:
             raise ValueError(f"invalid learning rate {lr}")
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
-                        trust_coefficient=trust_coefficient, eps=eps, lars_exclude=False)
+                        trust_coefficient=trust_coefficient, eps=eps, lars_exclude=False, clip=clip)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -41,9 +48,10 @@ class LARS(Optimizer):
                 updates = torch._foreach_add(updates, params, alpha=group["weight_decay"])
                 w_norms = torch.stack(torch._foreach_norm(params))
                 u_norms = torch.stack(torch._foreach_norm(updates))
-                trust = torch.where((w_norms > 0) & (u_norms > 0),
-                                    group["trust_coefficient"] * w_norms / (u_norms + group["eps"]),
-                                    torch.ones_like(w_norms))
+                ratio = group["trust_coefficient"] * w_norms / (u_norms + group["eps"])
+                if group.get("clip") and group["lr"] > 0:  # .get: checkpoints from before the option
+                    ratio = torch.clamp(ratio / group["lr"], max=1.0)
+                trust = torch.where((w_norms > 0) & (u_norms > 0), ratio, torch.ones_like(w_norms))
                 torch._foreach_mul_(updates, list(trust.unbind()))
             buffers = []
             for p in params:  # a new buffer starts at zero, so its first value is the update itself
@@ -73,8 +81,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
-                    betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer:
-    """SGD and AdamW use PyTorch's fused kernels when the weights are on CUDA (one kernel per step)."""
+                    betas: tuple[float, float] = (0.9, 0.999), lars_eta: float = 0.001,
+                    lars_clip: bool = False) -> Optimizer:
+    """SGD and AdamW use PyTorch's fused kernels when the weights are on CUDA (one kernel per step);
+    ``lars_eta`` and ``lars_clip`` are LARS's trust coefficient and ratio cap (ignored by the others)."""
     groups = param_groups(model, weight_decay)
     fused = {"fused": True} if any(p.is_cuda for g in groups for p in g["params"]) else {}
     if name == "sgd":
@@ -86,7 +96,7 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
             g.pop("lars_exclude")
         return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **fused)
     if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
+        return LARS(groups, lr=lr, momentum=momentum, trust_coefficient=lars_eta, clip=lars_clip)
     raise ConfigError(f"unknown optimizer {name!r} (known: sgd, adamw, lars)")
 
 
@@ -133,12 +143,12 @@ class TurnOptimizers:
             offset += count
 
 
-def build_method_optimizer(name: str, method: nn.Module, lr: float, weight_decay: float, momentum: float = 0.9,
-                           betas: tuple[float, float] = (0.9, 0.999)) -> Optimizer | TurnOptimizers:
+def build_method_optimizer(name: str, method: nn.Module, lr: float, weight_decay: float,
+                           **settings: Any) -> Optimizer | TurnOptimizers:
     """The method's optimizer: one over all its parameters, or, for an adversarial method (``players``),
-    one per player over that player's modules."""
+    one per player over that player's modules. ``settings``: `build_optimizer`'s keyword arguments."""
     players = getattr(method, "players", ())
     if not players:
-        return build_optimizer(name, method, lr, weight_decay, momentum, betas)
-    return TurnOptimizers({player: build_optimizer(name, method.player_modules(player), lr, weight_decay, momentum, betas)
+        return build_optimizer(name, method, lr, weight_decay, **settings)
+    return TurnOptimizers({player: build_optimizer(name, method.player_modules(player), lr, weight_decay, **settings)
                            for player in players})

@@ -270,12 +270,12 @@ def _turn_step(method: Method, optimizer: TurnOptimizers, images: torch.Tensor, 
     return total, embedding, extras
 
 
-def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, lr: float, wd: float,
-                momentum: float, opt_name: str, amp: bool, device: torch.device, part: DistContext) -> float:
+def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int, optimizer_settings: dict[str, Any],
+                amp: bool, device: torch.device, part: DistContext) -> float:
     """Seconds per step, measured on a throw-away copy so the real run starts untouched (averaged over
     ranks, so every rank turns the time limit into the same step count)."""
     trial = copy.deepcopy(method)
-    optimizer = build_method_optimizer(opt_name, trial, lr, wd, momentum, trial.recipe.adam_betas)
+    optimizer = build_method_optimizer(method=trial, **optimizer_settings)
     lengths = getattr(data, "lengths", None)
 
     def timed(steps: Iterator[tuple[torch.Tensor, torch.Tensor]]) -> list[float]:
@@ -439,12 +439,16 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     base_lr = cfg.lr if cfg.lr is not None else recipe.base_lr
     wd = cfg.weight_decay if cfg.weight_decay is not None else recipe.weight_decay
     momentum = cfg.momentum if cfg.momentum is not None else recipe.momentum
+    lars_eta = cfg.lars_eta if cfg.lars_eta is not None else recipe.lars_eta
+    lars_clip = cfg.lars_clip if cfg.lars_clip is not None else recipe.lars_clip
     lr = base_lr * batch / 256
-    optimizer = build_method_optimizer(opt_name, method, lr, wd, momentum, recipe.adam_betas)
+    optimizer_settings = dict(name=opt_name, lr=lr, weight_decay=wd, momentum=momentum, betas=recipe.adam_betas,
+                              lars_eta=lars_eta, lars_clip=lars_clip)
+    optimizer = build_method_optimizer(method=method, **optimizer_settings)
 
     total = _resolve_budget(cfg, steps_per_epoch)
     if total is None:
-        per_step = _time_steps(method, cfg, data, batch, lr, wd, momentum, opt_name, amp, device, part)
+        per_step = _time_steps(method, cfg, data, batch, optimizer_settings, amp, device, part)
         remaining = cfg.time_limit - (time.perf_counter() - started)  # type: ignore[operator]
         total = max(1, int(remaining / per_step))
         log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
@@ -453,6 +457,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
 
     resolved = replace(cfg, backbone=backbone_name, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
                        optimizer=opt_name, weight_decay=wd, momentum=momentum, warmup_fraction=warmup_fraction,
+                       lars_eta=lars_eta, lars_clip=lars_clip,
                        views=cfg.views or recipe.views, image_size=None if text else spec.image_size,
                        max_length=spec.max_length if text else None, vocab_size=spec.vocab_size if text else None,
                        frames=getattr(spec, "frames", None), frame_stride=getattr(spec, "stride", None),

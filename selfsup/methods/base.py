@@ -29,6 +29,8 @@ class Recipe:
     weight_decay: float = 1e-6
     momentum: float = 0.9
     warmup_fraction: float = 0.1
+    lars_eta: float = 0.001  # LARS's trust coefficient η (You et al.; SimCLR, BYOL)
+    lars_clip: bool = False  # LARS steps min(η‖w‖, lr‖g‖) (see engine.optim.LARS)
     views: str = "simclr-cifar"
     args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
     adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (MAE: 0.9, 0.95)
