@@ -222,3 +222,25 @@ def test_masking_noise_and_corruptions():
             assert not torch.equal(out[i], x[i])
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupt_batch(x, ("none", "fog"), gen())
+
+
+def test_corruption_severity_moves_each_image_part_way_to_its_full_corruption():
+    """A fixed severity s gives x + s·(c(x) − x) exactly (same labels and noise as s = 1); a range
+    gives each image a strength inside it, along the straight line from x to c(x)."""
+    x = torch.rand(48, 3, 16, 16, generator=gen()) * 0.9 + 0.05
+    names = tuple(CORRUPTIONS)
+    full, labels = corrupt_batch(x, names, gen(3))
+    half, half_labels = corrupt_batch(x, names, gen(3), severity=(0.5, 0.5))
+    assert torch.equal(labels, half_labels)
+    torch.testing.assert_close(half, x + 0.5 * (full - x))
+    out, labels = corrupt_batch(x, names, gen(4), severity=(0.2, 0.8))
+    for i, y in enumerate(labels.tolist()):
+        name = names[y]
+        if name in ("none", "noise"):  # nothing to move / noise drawn afresh
+            continue
+        target = CORRUPTIONS[name](x[i:i + 1], gen())[0] - x[i]
+        strength = float((out[i] - x[i]).flatten() @ target.flatten() / target.flatten().square().sum())
+        assert 0.2 - 1e-4 <= strength <= 0.8 + 1e-4
+        torch.testing.assert_close(out[i] - x[i], strength * target, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="severity"):
+        corrupt_batch(x, names, gen(), severity=(0.0, 1.0))

@@ -20,15 +20,17 @@ class CorruptionClassification(Method):
 
     Each image gets one corruption drawn uniformly, a classifier on the backbone's features
     predicts which; cross-entropy. Colour removal is dropped on 1-channel data (nothing to remove).
+    ``severity=[lo, hi]`` applies each corruption at a random strength s ~ U(lo, hi) (x + s·(c(x) − x));
+    the recipe's [1, 1] is the corruptions as named.
     """
 
     name = "corruption"
     paper = "Hendrycks et al. 2019, Using Self-Supervised Learning Can Improve Model Robustness and Uncertainty"
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
-                    args={"corruptions": list(CORRUPTIONS), "hidden_dim": None})
+                    args={"corruptions": list(CORRUPTIONS), "hidden_dim": None, "severity": [1.0, 1.0]})
 
     def __init__(self, backbone: Backbone, views: Views, corruptions: list[str] | None = None,
-                 hidden_dim: int | None = None) -> None:
+                 hidden_dim: int | None = None, severity: tuple[float, float] = (1.0, 1.0)) -> None:
         super().__init__(backbone, views)
         names = tuple(corruptions or CORRUPTIONS)
         if backbone.spec.in_channels == 1:
@@ -37,11 +39,15 @@ class CorruptionClassification(Method):
         if unknown or len(names) < 2:
             raise ValueError(f"corruptions must name at least two of {', '.join(CORRUPTIONS)}; got {list(names)}")
         self.corruptions = names
+        self.severity = (float(severity[0]), float(severity[1]))
+        if not 0 < self.severity[0] <= self.severity[1] <= 1:
+            raise ValueError(f"severity must be a range within (0, 1], got {list(severity)}")
         self.classifier = classifier_head(backbone.feature_dim, len(names), hidden_dim)
 
     def corrupted(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         (view,) = self.views(images, generator, n=1)
-        x, labels = corrupt_batch(self.views.denormalize(view).clamp(0, 1), self.corruptions, generator)
+        x, labels = corrupt_batch(self.views.denormalize(view).clamp(0, 1), self.corruptions, generator,
+                                  self.severity)
         return x, labels
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:

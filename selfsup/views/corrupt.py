@@ -81,15 +81,28 @@ CORRUPTIONS = {
 }
 
 
-def corrupt_batch(x: torch.Tensor, names: tuple[str, ...], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image gets one corruption drawn uniformly from ``names``; the label is its index."""
+def corrupt_batch(x: torch.Tensor, names: tuple[str, ...], generator: torch.Generator,
+                  severity: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image gets one corruption drawn uniformly from ``names``; the label is its index.
+
+    ``severity`` (lo, hi): each image moves a fraction s ~ U(lo, hi) of the way from itself to its
+    full corruption, x + s·(c(x) − x): s = 1 is the corruption as named, small s a faint trace of it
+    (partial desaturation, noise of std 0.1·s, a blend towards the blurred or pixelated image).
+    """
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"unknown corruption {unknown[0]!r} (known: {', '.join(CORRUPTIONS)})")
+    lo, hi = severity
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"severity must be a range within (0, 1], got {severity}")
     labels = torch.randint(0, len(names), (len(x),), generator=generator)
+    # a fixed severity draws nothing, so (1, 1) replays the same stream as the named corruptions alone
+    strength = (lo + (hi - lo) * torch.rand(len(x), generator=generator) if lo < hi
+                else torch.full((len(x),), lo)).to(x.device, x.dtype)
     out = x.clone()
     for k, name in enumerate(names):
-        sel = torch.nonzero(labels == k).squeeze(1)
+        sel = torch.nonzero(labels == k).squeeze(1).to(x.device)
         if sel.numel():
-            out[sel.to(x.device)] = CORRUPTIONS[name](x[sel.to(x.device)], generator).to(x.dtype)
+            full = CORRUPTIONS[name](x[sel], generator).to(x.dtype)
+            out[sel] = full if lo == 1 else torch.lerp(x[sel], full, strength[sel, None, None, None])
     return out, labels.to(x.device)
