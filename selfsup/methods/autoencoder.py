@@ -88,18 +88,21 @@ class Inpainting(Method):
 
     - [0] Pathak, Krähenbühl, Donahue, Darrell & Efros, 2016, https://arxiv.org/abs/1604.07379
 
-    A square region (``mask_fraction`` of the side: the central quarter of the area by default,
-    or at a random place with ``mask_mode=random``) is filled with the dataset mean (0 after
+    A square region (``mask_fraction`` of the side, a quarter of the area) at a random place in
+    each image (``mask_mode=central``: always the centre) is filled with the dataset mean (0 after
     normalization); the backbone encodes the rest, a decoder of transposed convolutions from its
     last feature map reconstructs the image, and the L2 loss counts the hidden region only
     (equation 1; the paper's adversarial term is left out). Adam in the paper; AdamW here.
+    Random by default because the paper's section 3.3 finds that a central hole teaches features
+    that latch onto the hole's boundary and carry over poorly to unmasked images, and uses random
+    masks to learn features; on CIFAR-10 the random square scores 3.1 points more kNN (BENCHMARKS 2c).
     """
 
     name = "inpainting"
     paper = "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting"
-    recipe = Recipe(**_AE_RECIPE, args={"mask_fraction": 0.5, "mask_mode": "central"})
+    recipe = Recipe(**_AE_RECIPE, args={"mask_fraction": 0.5, "mask_mode": "random"})
 
-    def __init__(self, backbone: Backbone, views: Views, mask_fraction: float = 0.5, mask_mode: str = "central") -> None:
+    def __init__(self, backbone: Backbone, views: Views, mask_fraction: float = 0.5, mask_mode: str = "random") -> None:
         super().__init__(backbone, views)
         if not 0 < mask_fraction < 1 or mask_mode not in ("central", "random"):
             raise ValueError("mask_fraction must be in (0, 1) and mask_mode central or random")
