@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -149,6 +150,24 @@ def test_resume_after_real_sigkill_equals_uninterrupted(tmp_path, uninterrupted)
                              env=ENV, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_state(final_state(out), uninterrupted)
+
+
+def test_lars_settings_are_recorded_and_survive_a_resume(tmp_path):
+    """--lars-eta and --lars-clip reach the optimizer, the run's config and its checkpoints, and a run
+    killed and resumed with them ends where the uninterrupted one does."""
+    run = RUN + ["--optimizer", "lars", "--lr", "1.0", "--lars-eta", "0.02", "--lars-clip"]
+    full, out = tmp_path / "full", tmp_path / "run"
+    subprocess.run(run + ["--out", str(full)], env=ENV, check=True, capture_output=True)
+    config = (full / "config.yaml").read_text()
+    assert "lars_eta: 0.02" in config and "lars_clip: true" in config
+    groups = json.loads((full / "checkpoints" / "step-000012.json").read_text())["optimizer"]["param_groups"]
+    assert all(g["trust_coefficient"] == 0.02 and g["clip"] is True for g in groups)
+    killed = subprocess.run(run + ["--out", str(out)], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"],
+                             env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_state(final_state(out), final_state(full))
 
 
 def test_collapse_statistics_on_known_cases():
