@@ -84,7 +84,7 @@ def build_optimizer(name: str, model: nn.Module, lr: float, weight_decay: float,
                     betas: tuple[float, float] = (0.9, 0.999), lars_eta: float = 0.001,
                     lars_clip: bool = False) -> Optimizer:
     """SGD and AdamW use PyTorch's fused kernels when the weights are on CUDA (one kernel per step);
-    ``lars_eta`` and ``lars_clip`` are LARS's trust coefficient and ratio cap (ignored by the others)."""
+    ``lars_eta`` and ``lars_clip`` are LARS's trust coefficient and clipping (ignored by the others)."""
     groups = param_groups(model, weight_decay)
     fused = {"fused": True} if any(p.is_cuda for g in groups for p in g["params"]) else {}
     if name == "sgd":

@@ -21,7 +21,8 @@ class CorruptionClassification(Method):
     Each image gets one corruption drawn uniformly, a classifier on the backbone's features
     predicts which; cross-entropy. Colour removal is dropped on 1-channel data (nothing to remove).
     ``severity=[lo, hi]`` applies each corruption at a random strength s ~ U(lo, hi) (x + s·(c(x) − x));
-    the recipe's [1, 1] is the corruptions as named.
+    the recipe's [1, 1] is the corruptions as named. On CIFAR-10, [0.25, 1] learned no better features
+    (BENCHMARKS 2c): faint corruptions are still low-level cues.
     """
 
     name = "corruption"
