@@ -6,7 +6,7 @@ import torch
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
-from ..views.corrupt import CORRUPTIONS, corrupt_batch
+from ..views.corrupt import CORRUPTIONS, corrupt_batch, severity_range
 from .base import Method, Panel, Recipe, classified, register_method
 
 
@@ -40,9 +40,7 @@ class CorruptionClassification(Method):
         if unknown or len(names) < 2:
             raise ValueError(f"corruptions must name at least two of {', '.join(CORRUPTIONS)}; got {list(names)}")
         self.corruptions = names
-        self.severity = (float(severity[0]), float(severity[1]))
-        if not 0 < self.severity[0] <= self.severity[1] <= 1:
-            raise ValueError(f"severity must be a range within (0, 1], got {list(severity)}")
+        self.severity = severity_range(severity)  # checked here, so a bad range fails before training
         self.classifier = classifier_head(backbone.feature_dim, len(names), hidden_dim)
 
     def corrupted(self, images: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

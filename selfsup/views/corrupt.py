@@ -81,6 +81,14 @@ CORRUPTIONS = {
 }
 
 
+def severity_range(severity: tuple[float, float] | list[float]) -> tuple[float, float]:
+    """``severity`` as a (lo, hi) pair of floats, checked to lie within (0, 1] with lo <= hi."""
+    lo, hi = float(severity[0]), float(severity[1])
+    if not 0 < lo <= hi <= 1:
+        raise ValueError(f"severity must be a range within (0, 1], got {list(severity)}")
+    return lo, hi
+
+
 def corrupt_batch(x: torch.Tensor, names: tuple[str, ...], generator: torch.Generator,
                   severity: tuple[float, float] = (1.0, 1.0)) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image gets one corruption drawn uniformly from ``names``; the label is its index.
@@ -92,17 +100,15 @@ def corrupt_batch(x: torch.Tensor, names: tuple[str, ...], generator: torch.Gene
     unknown = [n for n in names if n not in CORRUPTIONS]
     if unknown:
         raise ValueError(f"unknown corruption {unknown[0]!r} (known: {', '.join(CORRUPTIONS)})")
-    lo, hi = severity
-    if not 0 < lo <= hi <= 1:
-        raise ValueError(f"severity must be a range within (0, 1], got {severity}")
+    lo, hi = severity_range(severity)
     labels = torch.randint(0, len(names), (len(x),), generator=generator)
     # a fixed severity draws nothing, so (1, 1) replays the same stream as the named corruptions alone
-    strength = (lo + (hi - lo) * torch.rand(len(x), generator=generator) if lo < hi
-                else torch.full((len(x),), lo)).to(x.device, x.dtype)
+    strength = (lo + (hi - lo) * torch.rand(len(x), generator=generator)).to(x.device, x.dtype) if lo < hi else None
     out = x.clone()
     for k, name in enumerate(names):
         sel = torch.nonzero(labels == k).squeeze(1).to(x.device)
         if sel.numel():
             full = CORRUPTIONS[name](x[sel], generator).to(x.dtype)
-            out[sel] = full if lo == 1 else torch.lerp(x[sel], full, strength[sel, None, None, None])
+            weight = lo if strength is None else strength[sel, None, None, None]
+            out[sel] = full if lo == 1 else torch.lerp(x[sel], full, weight)
     return out, labels.to(x.device)
