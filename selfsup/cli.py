@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=S, help="base learning rate, scaled by batch/256")
     p.add_argument("--optimizer", default=S, choices=["sgd", "adamw", "lars"])
     p.add_argument("--weight-decay", type=float, default=S)
+    p.add_argument("--warmup-fraction", type=float, default=S, metavar="F",
+                   help="share of the steps that warm the lr up linearly, in [0, 1) (default: the method's)")
     p.add_argument("--grad-clip", type=float, default=S, help="clip the gradient norm to this value")
     p.add_argument("--lars-eta", type=float, default=S, metavar="ETA", help="LARS trust coefficient (default: the method's, 0.001)")
     p.add_argument("--lars-clip", action=argparse.BooleanOptionalAction, default=S,

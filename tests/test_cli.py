@@ -70,6 +70,7 @@ def test_config_precedence_defaults_file_flags(tmp_path):
      "does not use multi-crop's local crops"),
     (["pretrain", "--data", "digits", "--method-arg", "temperature"], 2, "expected KEY=VALUE"),
     (["pretrain", "--data", "digits", "--method-arg", "nope=1"], 2, "has no argument nope"),
+    (["pretrain", "--data", "digits", "--warmup-fraction", "1.0"], 2, "warmup_fraction must be in [0, 1)"),
 ])
 def test_errors_are_one_line_with_the_right_exit_code(tmp_path, args, code, message):
     result = cli(*args, "--out", str(tmp_path / "o")) if args[0] == "pretrain" else cli(*args)

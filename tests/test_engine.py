@@ -13,7 +13,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from selfsup.engine.optim import LARS, build_optimizer, param_groups
-from selfsup.engine.schedule import warmup_cosine
+from selfsup.engine.schedule import set_learning_rates, warmup_cosine
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RUN = [sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
@@ -99,6 +99,33 @@ def test_constant_lr_modules_get_their_own_groups():
     assert len(param_groups(nn.Linear(2, 2), 0.1)) == 2
 
 
+def test_predictor_lr_scale_gives_the_predictor_groups_that_step_at_the_scaled_rate():
+    """BYOL's ``predictor_lr_scale``: the predictor's parameters, and only they, land in groups whose
+    lr is the schedule's value times the scale (the peak's for SimSiam's ``constant_lr`` groups)."""
+    from selfsup.backbones import build_backbone
+    from selfsup.methods import METHODS
+    from selfsup.views import Normalization, Views
+
+    views = Views.preset("byol", 16, Normalization([0.5] * 3, [0.25] * 3))
+    byol = METHODS.get("byol")(build_backbone("small-convnet", 3, "small", 16), views, 32, 8, predictor_lr_scale=10.0)
+    groups = param_groups(byol, 1e-4)
+    scaled = {id(p) for g in groups if g.get("lr_scale") == 10.0 for p in g["params"]}
+    assert scaled == {id(p) for p in byol.prediction.parameters()} and len(groups) == 4
+    trainable = [p for p in byol.parameters() if p.requires_grad]
+    assert sum(len(g["params"]) for g in groups) == len(trainable)
+    plain = METHODS.get("byol")(build_backbone("small-convnet", 3, "small", 16), views, 32, 8)
+    assert len(param_groups(plain, 1e-4)) == 2 and not hasattr(plain, "lr_scale")
+
+    optimizer = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))]},
+                                 {"params": [nn.Parameter(torch.zeros(1))], "lr_scale": 10.0},
+                                 {"params": [nn.Parameter(torch.zeros(1))], "constant_lr": True},
+                                 {"params": [nn.Parameter(torch.zeros(1))], "constant_lr": True, "lr_scale": 0.5}], lr=1.0)
+    set_learning_rates(optimizer, peak=0.2, scheduled=0.05)
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.5, 0.2, 0.1])
+    with pytest.raises(ValueError, match="predictor_lr_scale"):
+        METHODS.get("byol")(build_backbone("small-convnet", 3, "small", 16), views, 32, 8, predictor_lr_scale=0.0)
+
+
 def test_warmup_cosine_schedule():
     values = [warmup_cosine(s, 100, 1.0, 10) for s in range(100)]
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
@@ -153,13 +180,15 @@ def test_resume_after_real_sigkill_equals_uninterrupted(tmp_path, uninterrupted)
 
 
 def test_lars_settings_are_recorded_and_survive_a_resume(tmp_path):
-    """--lars-eta and --lars-clip reach the optimizer, the run's config and its checkpoints, and a run
-    killed and resumed with them ends where the uninterrupted one does."""
-    run = RUN + ["--optimizer", "lars", "--lr", "1.0", "--lars-eta", "0.02", "--lars-clip"]
+    """--lars-eta, --lars-clip and --warmup-fraction reach the optimizer, the run's config and its
+    checkpoints, and a run killed and resumed with them ends where the uninterrupted one does."""
+    run = RUN + ["--optimizer", "lars", "--lr", "1.0", "--lars-eta", "0.02", "--lars-clip", "--warmup-fraction", "0.25"]
     full, out = tmp_path / "full", tmp_path / "run"
     subprocess.run(run + ["--out", str(full)], env=ENV, check=True, capture_output=True)
     config = (full / "config.yaml").read_text()
-    assert "lars_eta: 0.02" in config and "lars_clip: true" in config
+    assert "lars_eta: 0.02" in config and "lars_clip: true" in config and "warmup_fraction: 0.25" in config
+    logged = dict(zip(*[line.split(",") for line in (full / "metrics.csv").read_text().splitlines()[:2]]))
+    assert float(logged["lr"]) == pytest.approx(warmup_cosine(9, 12, 1.0 * 32 / 256, warmup_steps=3))  # 0.25 × 12
     groups = json.loads((full / "checkpoints" / "step-000012.json").read_text())["optimizer"]["param_groups"]
     assert all(g["trust_coefficient"] == 0.02 and g["clip"] is True for g in groups)
     killed = subprocess.run(run + ["--out", str(out)], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"}, capture_output=True)

@@ -63,20 +63,23 @@ class LARS(Optimizer):
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (decayed, LARS-adapted) and biases/norm parameters (neither). The submodules
-    a model names in ``constant_lr`` (SimSiam's predictor) get two more groups marked ``constant_lr``,
-    which the training schedule leaves at the peak learning rate."""
+    """Two groups: weights (decayed, LARS-adapted) and biases/norm parameters (neither). Submodules a
+    model names in ``constant_lr`` (SimSiam's predictor) or in ``lr_scale`` (name -> factor: BYOL's
+    ``predictor_lr_scale``) get two groups more per setting, marked ``constant_lr`` (the schedule
+    leaves them at the peak learning rate) or carrying their ``lr_scale`` (the schedule's value
+    times it). The plain groups come first, so a model without either gets the same two groups."""
     constant = {id(p) for name in getattr(model, "constant_lr", ()) for p in getattr(model, name).parameters()}
-    params = [p for p in model.parameters() if p.requires_grad]
+    scale = {id(p): s for name, s in getattr(model, "lr_scale", {}).items() for p in getattr(model, name).parameters()}
+    by_setting: dict[tuple[bool, float], list[nn.Parameter]] = {(False, 1.0): []}
+    for p in model.parameters():
+        if p.requires_grad:
+            by_setting.setdefault((id(p) in constant, scale.get(id(p), 1.0)), []).append(p)
     groups = []
-    for fixed in (False, True):
-        decay = [p for p in params if p.ndim > 1 and (id(p) in constant) == fixed]
-        plain = [p for p in params if p.ndim <= 1 and (id(p) in constant) == fixed]
-        if fixed and not (decay or plain):
-            continue
-        mark = {"constant_lr": True} if fixed else {}
-        groups += [{"params": decay, "weight_decay": weight_decay, "lars_exclude": False, **mark},
-                   {"params": plain, "weight_decay": 0.0, "lars_exclude": True, **mark}]
+    for (fixed, factor), params in by_setting.items():
+        mark = {**({"constant_lr": True} if fixed else {}), **({"lr_scale": factor} if factor != 1.0 else {})}
+        groups += [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lars_exclude": False,
+                    **mark},
+                   {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0, "lars_exclude": True, **mark}]
     return groups
 
 

@@ -37,7 +37,7 @@ from ..distributed import (DistContext, barrier, init_distributed, local_batch, 
                            shutdown, wrap_data_parallel)
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
 from ..evaluate.features import extract_features
-from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method
+from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method, Recipe
 from ..methods.text_base import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, estimate_normalization
 from . import checkpoint as ckpt
@@ -45,7 +45,7 @@ from .logger import COLUMNS, MetricsLogger
 from .monitor import CollapseWatch
 from .optim import TurnOptimizers, build_method_optimizer
 from .runtime import prepare_out, seed_everything, step_generator
-from .schedule import warmup_cosine
+from .schedule import set_learning_rates, warmup_cosine
 
 log = logging.getLogger("selfsup")
 KILL_ENV = "SELFSUP_KILL_AT_STEP"  # test hook: SIGKILL this process right after that step
@@ -137,6 +137,12 @@ def batches(data: Prepared | ShardedPool, batch: int, order_of: Callable[[int], 
                 data.report_bad(bad)
                 yield good, images
         step = last
+
+
+def _setting(cfg: PretrainConfig, recipe: Recipe, name: str, recipe_name: str | None = None) -> Any:
+    """A training setting of the run: the config's (flag or file) when given, else the method's recipe's."""
+    value = getattr(cfg, name)
+    return value if value is not None else getattr(recipe, recipe_name or name)
 
 
 def _resolve_budget(cfg: PretrainConfig, steps_per_epoch: int) -> int | None:
@@ -436,11 +442,12 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
 
     opt_name = cfg.optimizer or recipe.optimizer
-    base_lr = cfg.lr if cfg.lr is not None else recipe.base_lr
-    wd = cfg.weight_decay if cfg.weight_decay is not None else recipe.weight_decay
-    momentum = cfg.momentum if cfg.momentum is not None else recipe.momentum
-    lars_eta = cfg.lars_eta if cfg.lars_eta is not None else recipe.lars_eta
-    lars_clip = cfg.lars_clip if cfg.lars_clip is not None else recipe.lars_clip
+    base_lr = _setting(cfg, recipe, "lr", "base_lr")
+    wd, momentum = _setting(cfg, recipe, "weight_decay"), _setting(cfg, recipe, "momentum")
+    lars_eta, lars_clip = _setting(cfg, recipe, "lars_eta"), _setting(cfg, recipe, "lars_clip")
+    warmup_fraction = _setting(cfg, recipe, "warmup_fraction")
+    if not 0 <= warmup_fraction < 1:
+        raise ConfigError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
     lr = base_lr * batch / 256
     optimizer_settings = dict(name=opt_name, lr=lr, weight_decay=wd, momentum=momentum, betas=recipe.adam_betas,
                               lars_eta=lars_eta, lars_clip=lars_clip)
@@ -452,7 +459,6 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
         remaining = cfg.time_limit - (time.perf_counter() - started)  # type: ignore[operator]
         total = max(1, int(remaining / per_step))
         log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
-    warmup_fraction = cfg.warmup_fraction if cfg.warmup_fraction is not None else recipe.warmup_fraction
     warmup_steps = int(round(warmup_fraction * total))
 
     resolved = replace(cfg, backbone=backbone_name, steps=total, epochs=None, time_limit=None, batch_size=batch, lr=base_lr,
@@ -504,8 +510,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
         for step, (indices, images) in enumerate(batches(data, batch, order_of, start, total, cfg.num_workers, part,
                                                          pool, cfg.seed), start=start):
             lr_now = warmup_cosine(step, total, lr, warmup_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr if group.get("constant_lr") else lr_now
+            set_learning_rates(optimizer, lr, lr_now)
             images = images.to(device, non_blocking=True)
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
             generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))

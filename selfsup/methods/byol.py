@@ -23,22 +23,32 @@ class BYOL(Method):
     Loss (eq. 2, symmetrized): ‖q̄(z₁) - z̄'₂‖² + ‖q̄(z₂) - z̄'₁‖² = 4 + 2·(-cos - cos); here the
     mean negative cosine of both directions, which differs by constants only. Projector and
     predictor: Linear(4096)-BN-ReLU-Linear(256). LARS, lr 0.2 × batch/256, weight decay 1.5e-6.
+
+    ``predictor_lr_scale`` multiplies the predictor's learning rate (1, the paper's, by default). The
+    paper's ablation of the target network (appendix: no EMA, "multiply the learning rate of the
+    predictor by a constant λ", Table 21) finds that a fast enough predictor keeps BYOL working: the
+    online network learns well while q_θ stays near optimal, and a short run gives a slow one little
+    time to get there.
     """
 
     name = "byol"
     paper = "Grill et al. 2020, Bootstrap Your Own Latent"
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol",
-                    args={"hidden_dim": 4096, "projection_dim": 256, "base_momentum": 0.996})
+                    args={"hidden_dim": 4096, "projection_dim": 256, "base_momentum": 0.996, "predictor_lr_scale": 1.0})
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
-                 base_momentum: float = 0.996) -> None:
+                 base_momentum: float = 0.996, predictor_lr_scale: float = 1.0) -> None:
         super().__init__(backbone, views)
+        if predictor_lr_scale <= 0:
+            raise ValueError(f"predictor_lr_scale must be positive, got {predictor_lr_scale}")
         self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim)
         self.prediction = self._build_predictor(projection_dim, hidden_dim)
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.base_momentum = base_momentum
         self.criterion = NegativeCosineSimilarity()
+        if predictor_lr_scale != 1.0:  # read by the optimizer's param_groups
+            self.lr_scale = {"prediction": predictor_lr_scale}
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)
