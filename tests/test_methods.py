@@ -171,6 +171,30 @@ def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
     assert method.criterion.center.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", ["swav", "dino"])
+def test_multi_crop_backbone_runs_per_resolution_and_the_head_once_on_all_crops(batch, name):
+    """As the official code (DINO's MultiCropWrapper, SwAV's forward_head): the backbone's batch norm
+    sees one resolution at a time, the head's sees every crop's features together."""
+    from selfsup.methods.multicrop import encode_crops
+
+    method = make(name)
+    head = method.head.mlp if name == "dino" else method.projection
+    backbone_batches, head_batches = [], []
+    method.backbone.register_forward_hook(lambda m, i, o: backbone_batches.append(i[0].shape[0]))
+    head.register_forward_hook(lambda m, i, o: head_batches.append(i[0].shape[0]))
+    call(method, batch)
+    crops = method.views.n_global + method.views.n_local
+    assert backbone_batches == [8 * method.views.n_global, 8 * method.views.n_local] and head_batches == [8 * crops]
+
+    bn = torch.nn.BatchNorm1d(4)  # the head: one normalization over all crops' features
+    parts = [torch.randn(3, 2, 5, 5), torch.randn(3, 2, 5, 5), torch.randn(3, 2, 2, 2)]
+    pooled = lambda x: torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1)  # noqa: E731
+    out = encode_crops(pooled, bn, parts)
+    features = torch.cat([pooled(torch.cat(parts[:2])), pooled(parts[2])])
+    expected = (features - features.mean(0)) / (features.var(0, unbiased=False) + bn.eps).sqrt()
+    torch.testing.assert_close(torch.cat(out), expected)
+
+
 def test_pirl_memory_bank_is_a_running_average(batch):
     method = make("pirl")
     before = method.memory.clone()

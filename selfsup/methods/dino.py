@@ -76,7 +76,7 @@ class DINO(Method):
         crops = self.views(images, generator)
         n_global = self.views.n_global
         frozen = int(self.steps_done) < self.freeze_last_layer_steps
-        student = encode_crops(lambda x: self.head(self.backbone(x), frozen), crops)
+        student = encode_crops(self.backbone, lambda f: self.head(f, frozen), crops)
         with torch.no_grad():
             teacher = self.target_head(self.target_backbone(torch.cat(crops[:n_global]))).chunk(n_global)
         loss = self.criterion(student, teacher)

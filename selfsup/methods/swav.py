@@ -59,7 +59,7 @@ class SwAV(Method):
         with torch.no_grad():
             self.prototypes.weight.copy_(F.normalize(self.prototypes.weight, dim=1))
         crops = self.views(images, generator)
-        z = encode_crops(lambda x: F.normalize(self.projection(self.backbone(x)), dim=1), crops)
+        z = encode_crops(self.backbone, lambda f: F.normalize(self.projection(f), dim=1), crops)
         weight = self.prototypes.weight
         if int(self.steps_done) < self.freeze_prototypes_steps:
             weight = weight.detach() + 0 * weight  # a zero gradient: frozen, yet every parameter stays in the graph
