@@ -97,6 +97,11 @@ def test_constant_lr_modules_get_their_own_groups():
     assert fixed == {id(p) for p in simsiam.prediction.parameters()} and len(groups) == 4
     assert sum(len(g["params"]) for g in groups) == len(list(simsiam.parameters()))
     assert len(param_groups(nn.Linear(2, 2), 0.1)) == 2
+    faster = METHODS.get("simsiam")(build_backbone("small-convnet", 3, "small", 16),
+                                    Views.preset("mocov2", 16, Normalization([0.5] * 3, [0.25] * 3)), 32, 8,
+                                    predictor_lr_scale=10.0)
+    marks = [(g.get("constant_lr", False), g.get("lr_scale", 1.0)) for g in param_groups(faster, 1e-4)]
+    assert marks == [(False, 1.0)] * 2 + [(True, 10.0)] * 2  # the predictor: peak lr, times 10
 
 
 def test_predictor_lr_scale_gives_the_predictor_groups_that_step_at_the_scaled_rate():
@@ -122,7 +127,7 @@ def test_predictor_lr_scale_gives_the_predictor_groups_that_step_at_the_scaled_r
                                  {"params": [nn.Parameter(torch.zeros(1))], "constant_lr": True, "lr_scale": 0.5}], lr=1.0)
     set_learning_rates(optimizer, peak=0.2, scheduled=0.05)
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.05, 0.5, 0.2, 0.1])
-    with pytest.raises(ValueError, match="predictor_lr_scale"):
+    with pytest.raises(ValueError, match="lr scale of 'prediction' must be positive"):
         METHODS.get("byol")(build_backbone("small-convnet", 3, "small", 16), views, 32, 8, predictor_lr_scale=0.0)
 
 

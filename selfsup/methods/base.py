@@ -88,6 +88,14 @@ class Method(nn.Module):
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def scale_lr(self, module: str, factor: float) -> None:
+        """Train submodule ``module`` at ``factor`` times the scheduled learning rate (BYOL's and SimSiam's
+        ``predictor_lr_scale``); recorded in ``lr_scale``, which the optimizer's param groups read."""
+        if factor <= 0:
+            raise ValueError(f"the lr scale of {module!r} must be positive, got {factor}")
+        if factor != 1.0:
+            self.lr_scale = {**getattr(self, "lr_scale", {}), module: factor}
+
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (momentum-encoder updates and the like)."""
 

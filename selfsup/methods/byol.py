@@ -39,16 +39,13 @@ class BYOL(Method):
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
                  base_momentum: float = 0.996, predictor_lr_scale: float = 1.0) -> None:
         super().__init__(backbone, views)
-        if predictor_lr_scale <= 0:
-            raise ValueError(f"predictor_lr_scale must be positive, got {predictor_lr_scale}")
         self.projection = projection_head(backbone.feature_dim, hidden_dim, projection_dim)
         self.prediction = self._build_predictor(projection_dim, hidden_dim)
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.base_momentum = base_momentum
         self.criterion = NegativeCosineSimilarity()
-        if predictor_lr_scale != 1.0:  # read by the optimizer's param_groups
-            self.lr_scale = {"prediction": predictor_lr_scale}
+        self.scale_lr("prediction", predictor_lr_scale)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)

@@ -22,6 +22,8 @@ class SimSiam(Method):
     weight decay 1e-4, momentum 0.9, cosine schedule except for the predictor, whose lr stays
     fixed (section 4.2: 68.1 vs 67.7 % with decay, as the predictor should keep adapting to the latest
     representations; the official code's ``--fix-pred-lr``); MoCo v2 augmentations.
+    ``predictor_lr_scale`` multiplies the predictor's lr on top (1, the paper's, by default): the
+    argument of section 4.2 taken further, as BYOL's predictor ablation does (see ``BYOL``).
     """
 
     constant_lr = ("prediction",)  # the optimizer's groups for these modules skip the lr decay
@@ -29,9 +31,10 @@ class SimSiam(Method):
     name = "simsiam"
     paper = "Chen & He 2021, Exploring Simple Siamese Representation Learning"
     recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
-                    args={"projection_dim": 2048, "prediction_dim": 512})
+                    args={"projection_dim": 2048, "prediction_dim": 512, "predictor_lr_scale": 1.0})
 
-    def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 2048, prediction_dim: int = 512) -> None:
+    def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 2048, prediction_dim: int = 512,
+                 predictor_lr_scale: float = 1.0) -> None:
         super().__init__(backbone, views)
         d = backbone.feature_dim
         self.projection = MLPHead([Block(d, projection_dim), Block(projection_dim, projection_dim),
@@ -39,6 +42,7 @@ class SimSiam(Method):
         self.prediction = MLPHead([Block(projection_dim, prediction_dim),
                                    Block(prediction_dim, projection_dim, batch_norm=False, relu=False)])
         self.criterion = NegativeCosineSimilarity()
+        self.scale_lr("prediction", predictor_lr_scale)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)
