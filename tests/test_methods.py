@@ -169,6 +169,10 @@ def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
     call(method, batch)
     assert seen == [torch.Size([16, 3, 16, 16])]  # 2 global crops x 8 images, no local crop
     assert method.criterion.center.abs().sum() > 0
+    plain = make("dino", head_batch_norm=False)  # the official ResNet-50 command's head
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.head.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in method.head.modules())
+    assert torch.isfinite(call(plain, batch)["loss"])
 
 
 @pytest.mark.parametrize("name", ["swav", "dino"])

@@ -45,7 +45,8 @@ class DINO(Method):
     Student g_θs sees all crops (2 global + 8 local), the teacher g_θt (EMA of the student,
     momentum 0.996 rising to 1 on a cosine) only the global ones; loss and centring as in
     ``DINOLoss`` (equation 3, τ_s = 0.1, τ_t = 0.04, centre momentum 0.9). Head: 3-layer MLP
-    (2048 hidden, GELU, batch norm for a ResNet), 256 bottleneck, weight-normalized last layer
+    (2048 hidden, GELU; batch norm with ``head_batch_norm``, on by default as in solo-learn's ResNet
+    recipes, where the official code's ResNet-50 command leaves ``--use_bn_in_head`` off), 256 bottleneck, weight-normalized last layer
     to K = 65,536, frozen for the first ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251
     steps of ImageNet at batch 1,024). The paper's ResNet-50 recipe: SGD lr 0.03 x batch/256,
     weight decay 1e-4, crops 0.14-1 (global) and 0.05-0.14 (local).
@@ -56,16 +57,17 @@ class DINO(Method):
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino",
                     args={"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256, "student_temperature": 0.1,
                           "teacher_temperature": 0.04, "center_momentum": 0.9, "base_momentum": 0.996,
-                          "freeze_last_layer_steps": 1251})
+                          "freeze_last_layer_steps": 1251, "head_batch_norm": True})
     multi_crop = True
 
     def __init__(self, backbone: Backbone, views: Views, out_dim: int = 65536, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
-                 center_momentum: float = 0.9, base_momentum: float = 0.996, freeze_last_layer_steps: int = 1251) -> None:
+                 center_momentum: float = 0.9, base_momentum: float = 0.996, freeze_last_layer_steps: int = 1251,
+                 head_batch_norm: bool = True) -> None:
         super().__init__(backbone, views)
         if views.n_global < 1 or len(views.settings) < 2:
             raise ValueError("DINO needs at least one global crop and two crops in all")
-        self.head = DINOHead(backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, batch_norm=True)
+        self.head = DINOHead(backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, batch_norm=head_batch_norm)
         self.target_backbone = frozen_copy(backbone)
         self.target_head = frozen_copy(self.head)
         self.criterion = DINOLoss(out_dim, student_temperature, teacher_temperature, center_momentum)
