@@ -46,9 +46,9 @@ class DINO(Method):
     momentum 0.996 rising to 1 on a cosine) only the global ones; loss and centring as in
     ``DINOLoss`` (equation 3, τ_s = 0.1, τ_t = 0.04, centre momentum 0.9). Head: 3-layer MLP
     (2048 hidden, GELU; batch norm with ``head_batch_norm``, on by default as in solo-learn's ResNet
-    recipes, where the official code's ResNet-50 command leaves ``--use_bn_in_head`` off), 256 bottleneck, weight-normalized last layer
-    to K = 65,536, frozen for the first ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251
-    steps of ImageNet at batch 1,024). The paper's ResNet-50 recipe: SGD lr 0.03 x batch/256,
+    recipes, where the official code's ResNet-50 command leaves ``--use_bn_in_head`` off), 256
+    bottleneck, weight-normalized last layer to K = 65,536, frozen for the first
+    ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251 steps of ImageNet at batch 1,024). The paper's ResNet-50 recipe: SGD lr 0.03 x batch/256,
     weight decay 1e-4, crops 0.14-1 (global) and 0.05-0.14 (local).
     """
 
