@@ -31,7 +31,7 @@ from ..data.images import Prepared
 from ..data.splits import labeled_subset, save_subset, stratified_split
 from ..engine.optim import param_groups
 from ..engine.runtime import seed_everything, step_generator
-from ..engine.schedule import warmup_cosine
+from ..engine.schedule import set_learning_rates, warmup_cosine
 from ..methods.text_base import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, Views, ViewSettings, VolumeViews
 from .features import extract_features, model_input
@@ -129,8 +129,7 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
                 plan = iter(indices[bucketed_order(lengths[indices], batch, seed, epoch)].reshape(-1, batch))
                 pick, epoch = next(plan), epoch + 1
         _, images = next(ds.train.batches(pick, batch))
-        for group in optimizer.param_groups:
-            group["lr"] = warmup_cosine(step, ds.steps, lr, int(ds.warmup_fraction * ds.steps)) * group.get("lr_scale", 1.0)
+        set_learning_rates(optimizer, lr, warmup_cosine(step, ds.steps, lr, int(ds.warmup_fraction * ds.steps)))
         x = images.to(ds.device) if views is None else views.one(images.to(ds.device), views.settings[0], generator)
         loss = F.cross_entropy(model(x), labels[pick].to(ds.device))
         optimizer.zero_grad(set_to_none=True)

@@ -48,8 +48,9 @@ class DINO(Method):
     (2048 hidden, GELU; batch norm with ``head_batch_norm``, on by default as in solo-learn's ResNet
     recipes, where the official code's ResNet-50 command leaves ``--use_bn_in_head`` off), 256
     bottleneck, weight-normalized last layer to K = 65,536, frozen for the first
-    ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251 steps of ImageNet at batch 1,024). The paper's ResNet-50 recipe: SGD lr 0.03 x batch/256,
-    weight decay 1e-4, crops 0.14-1 (global) and 0.05-0.14 (local).
+    ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251 steps of ImageNet at batch 1,024). The
+    paper's ResNet-50 recipe: SGD lr 0.03 x batch/256, weight decay 1e-4, crops 0.14-1 (global) and
+    0.05-0.14 (local).
     """
 
     name = "dino"

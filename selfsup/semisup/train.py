@@ -35,6 +35,7 @@ from ..engine import checkpoint as ckpt
 from ..engine.logger import MetricsLogger
 from ..engine.optim import param_groups
 from ..engine.runtime import prepare_out, resolve_device, seed_everything, step_generator
+from ..engine.schedule import set_learning_rates
 from ..engine.trainer import KILL_ENV
 from ..errors import ConfigError, NonFiniteLossError
 from ..evaluate.finetune import Classifier, accuracy
@@ -133,8 +134,7 @@ class SemisupRun:
         size = self.labeled.spec.image_size
         batch = torch.cat([eval_transform(v.to(self.device), size, self.normalization) for v in views])
         lr_now = _cosine_lr(step, self.steps, self.lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr_now
+        set_learning_rates(self.optimizer, self.lr, lr_now)
         self.model.train()
         sup_logits, weak_logits, strong_logits = self.model(batch).split([len(pick), n_unlabeled, n_unlabeled])
         labels = torch.from_numpy(np.asarray(self.labeled.labels)[pick]).to(self.device)
