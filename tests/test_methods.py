@@ -175,6 +175,30 @@ def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
     assert torch.isfinite(call(plain, batch)["loss"])
 
 
+def test_dino_last_layer_is_weight_normalized_with_g_fixed_or_learned():
+    """w_k = g_k v_k / ||v_k||: with norm_last_layer the outputs are cosines (|.| <= 1) and only v
+    learns; without it g starts at 1 (same outputs at init), gets a gradient, and scales row k."""
+    from selfsup.methods.dino import DINOHead
+
+    torch.manual_seed(0)
+    fixed = DINOHead(6, 10, hidden_dim=8, bottleneck_dim=4, batch_norm=False)
+    torch.manual_seed(0)
+    learned = DINOHead(6, 10, hidden_dim=8, bottleneck_dim=4, batch_norm=False, norm_last_layer=False)
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(learned(x), fixed(x))
+    assert fixed.last_layer_norm is None and fixed(x).abs().max() <= 1 + 1e-6
+    learned(x).sum().backward()
+    assert learned.last_layer_norm.grad is not None and learned.last_layer_norm.grad.abs().sum() > 0
+    with torch.no_grad():
+        learned.last_layer_norm[3] = 5.0
+    bottleneck = torch.nn.functional.normalize(learned.mlp(x), dim=1)
+    expected = 5.0 * bottleneck @ torch.nn.functional.normalize(learned.last_layer[3], dim=0)
+    torch.testing.assert_close(learned(x)[:, 3], expected)
+    learned.zero_grad()
+    learned(x, freeze_last_layer=True).sum().backward()  # the first epoch: v and g both frozen
+    assert learned.last_layer_norm.grad.abs().sum() == 0 and learned.last_layer.grad.abs().sum() == 0
+
+
 @pytest.mark.parametrize("name", ["swav", "dino"])
 def test_multi_crop_backbone_runs_per_resolution_and_the_head_once_on_all_crops(batch, name):
     """As the official code (DINO's MultiCropWrapper, SwAV's forward_head): the backbone's batch norm

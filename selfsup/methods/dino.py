@@ -15,10 +15,12 @@ from .multicrop import encode_crops
 
 class DINOHead(nn.Module):
     """MLP (GELU; batch norm for convnets) to a bottleneck, L2-normalized, then a weight-normalized
-    linear layer with its norm fixed to 1 (DINO's ``norm_last_layer``), to K outputs."""
+    linear layer to K outputs: w_k = g_k v_k / ||v_k||, g fixed to 1 with ``norm_last_layer`` (the
+    official default), learned otherwise (the official ``--norm_last_layer false``, solo-learn's CIFAR
+    setting), so the logits can outgrow the cosine's [-1, 1]."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden_dim: int = 2048, bottleneck_dim: int = 256,
-                 batch_norm: bool = True) -> None:
+                 batch_norm: bool = True, norm_last_layer: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for a, b in ((in_dim, hidden_dim), (hidden_dim, hidden_dim)):
@@ -27,9 +29,12 @@ class DINOHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.last_layer = nn.Parameter(torch.empty(out_dim, bottleneck_dim))
         nn.init.trunc_normal_(self.last_layer, std=0.02)
+        self.last_layer_norm = None if norm_last_layer else nn.Parameter(torch.ones(out_dim, 1))  # g, from 1
 
     def forward(self, x: torch.Tensor, freeze_last_layer: bool = False) -> torch.Tensor:
-        weight = F.normalize(self.last_layer, dim=1)  # weight norm with g = 1: only directions learn
+        weight = F.normalize(self.last_layer, dim=1)
+        if self.last_layer_norm is not None:
+            weight = self.last_layer_norm * weight
         if freeze_last_layer:
             weight = weight.detach() + 0 * weight  # zero gradient, still in the graph
         return F.normalize(self.mlp(x), dim=1) @ weight.T
@@ -58,17 +63,18 @@ class DINO(Method):
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino",
                     args={"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256, "student_temperature": 0.1,
                           "teacher_temperature": 0.04, "center_momentum": 0.9, "base_momentum": 0.996,
-                          "freeze_last_layer_steps": 1251, "head_batch_norm": True})
+                          "freeze_last_layer_steps": 1251, "head_batch_norm": True, "norm_last_layer": True})
     multi_crop = True
 
     def __init__(self, backbone: Backbone, views: Views, out_dim: int = 65536, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
                  center_momentum: float = 0.9, base_momentum: float = 0.996, freeze_last_layer_steps: int = 1251,
-                 head_batch_norm: bool = True) -> None:
+                 head_batch_norm: bool = True, norm_last_layer: bool = True) -> None:
         super().__init__(backbone, views)
         if views.n_global < 1 or len(views.settings) < 2:
             raise ValueError("DINO needs at least one global crop and two crops in all")
-        self.head = DINOHead(backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, batch_norm=head_batch_norm)
+        self.head = DINOHead(backbone.feature_dim, out_dim, hidden_dim, bottleneck_dim, batch_norm=head_batch_norm,
+                            norm_last_layer=norm_last_layer)
         self.target_backbone = frozen_copy(backbone)
         self.target_head = frozen_copy(self.head)
         self.criterion = DINOLoss(out_dim, student_temperature, teacher_temperature, center_momentum)
