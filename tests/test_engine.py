@@ -221,6 +221,20 @@ def test_collapse_statistics_on_known_cases():
     assert effective_rank(basis) == pytest.approx(5, abs=1e-6)
 
 
+def test_perplexity_of_assignments_on_known_cases():
+    """exp(mean row entropy): K for uniform rows, 1 for one-hot rows, m for rows uniform over m entries;
+    SwAV and DINO report it for their codes and teacher targets."""
+    from selfsup.engine.monitor import perplexity
+
+    assert float(perplexity(torch.full((4, 10), 0.1))) == pytest.approx(10.0, rel=1e-6)
+    assert float(perplexity(torch.eye(6))) == pytest.approx(1.0, abs=1e-6)
+    half = torch.zeros(2, 8)
+    half[:, :4] = 0.25
+    assert float(perplexity(half)) == pytest.approx(4.0, rel=1e-6)
+    mixed = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25] * 4])  # entropies log 2 and log 4: their mean, exponentiated
+    assert float(perplexity(mixed)) == pytest.approx(8 ** 0.5, rel=1e-6)
+
+
 def test_collapse_watch_warns_once_after_patience(caplog):
     from selfsup.engine.monitor import CollapseWatch
 

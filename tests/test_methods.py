@@ -159,6 +159,9 @@ def test_swav_prototypes_frozen_then_trained_and_queue_joins_sinkhorn(batch):
     assert method.prototypes.weight.grad.abs().max() > 0
     assert method.queue[:, :8].abs().sum() > 0 and method.queue[:, 8:].abs().sum() == 0  # newest first
     torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(32))  # renormalized each step
+    # the logged codes' perplexity: same scores, a lower ε sharpens the codes
+    soft, sharp = (float(call(make("swav", epsilon=e), batch)["code_perplexity"]) for e in (0.5, 0.01))
+    assert 1 <= sharp < soft <= 32
 
 
 def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
@@ -169,6 +172,7 @@ def test_dino_teacher_sees_global_crops_and_centre_moves(batch):
     call(method, batch)
     assert seen == [torch.Size([16, 3, 16, 16])]  # 2 global crops x 8 images, no local crop
     assert method.criterion.center.abs().sum() > 0
+    assert 1 <= float(call(method, batch)["teacher_perplexity"]) <= method.criterion.center.shape[1]
     plain = make("dino", head_batch_norm=False)  # the official ResNet-50 command's head
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in plain.head.modules())
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in method.head.modules())

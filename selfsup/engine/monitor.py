@@ -39,6 +39,15 @@ def effective_rank(embedding: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
+@torch.no_grad()
+def perplexity(probs: torch.Tensor) -> torch.Tensor:
+    """exp of the mean entropy of the rows of an N x K assignment (rows sum to 1): K for uniform rows
+    (SwAV's and DINO's collapse to a uniform output), 1 for one-hot rows (DINO's other collapse)."""
+    p = probs.detach().double()
+    entropy = -(p * p.clamp_min(1e-300).log()).sum(dim=1)
+    return entropy.mean().exp().float()
+
+
 class CollapseWatch:
     """Logs both statistics and warns once when ``patience`` checks in a row look collapsed.
 

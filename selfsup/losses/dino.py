@@ -34,7 +34,7 @@ class DINOLoss(nn.Module):
 
     def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
         """``student``: B x K per crop (the teacher's crops first); ``teacher``: B x K per global crop."""
-        targets = [F.softmax((t.detach().float() - self.center) / self.teacher_temperature, dim=1) for t in teacher]
+        targets = self.targets(teacher)
         log_probs = [F.log_softmax(s.float() / self.student_temperature, dim=1) for s in student]
         total, pairs = student[0].new_zeros((), dtype=torch.float32), 0
         for t, target in enumerate(targets):
@@ -43,6 +43,10 @@ class DINOLoss(nn.Module):
                     total = total + (-(target * lp).sum(dim=1)).mean()
                     pairs += 1
         return total / pairs
+
+    def targets(self, teacher: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """P_t per teacher crop: centred, sharpened by τ_t, without gradient."""
+        return [F.softmax((t.detach().float() - self.center) / self.teacher_temperature, dim=1) for t in teacher]
 
     @torch.no_grad()
     def update_center(self, teacher: Sequence[torch.Tensor]) -> None:

@@ -6,6 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..engine.monitor import perplexity
 from ..losses import DINOLoss
 from ..views import Views
 from .base import Method, Recipe, register_method
@@ -55,7 +56,8 @@ class DINO(Method):
     bottleneck, weight-normalized last layer to K = 65,536, frozen for the first
     ``freeze_last_layer_steps`` (the paper: 1 epoch; 1,251 steps of ImageNet at batch 1,024). The
     paper's ResNet-50 recipe: SGD lr 0.03 x batch/256, weight decay 1e-4, crops 0.14-1 (global) and
-    0.05-0.14 (local).
+    0.05-0.14 (local). ``teacher_perplexity`` (logged) is exp of the teacher targets' mean entropy,
+    the paper's watch for the two collapses (figure 7): near K a uniform output, near 1 a one-hot one.
     """
 
     name = "dino"
@@ -65,6 +67,7 @@ class DINO(Method):
                           "teacher_temperature": 0.04, "center_momentum": 0.9, "base_momentum": 0.996,
                           "freeze_last_layer_steps": 1251, "head_batch_norm": True, "norm_last_layer": True})
     multi_crop = True
+    logged = ("teacher_perplexity",)
 
     def __init__(self, backbone: Backbone, views: Views, out_dim: int = 65536, hidden_dim: int = 2048,
                  bottleneck_dim: int = 256, student_temperature: float = 0.1, teacher_temperature: float = 0.04,
@@ -89,9 +92,10 @@ class DINO(Method):
         with torch.no_grad():
             teacher = self.target_head(self.target_backbone(torch.cat(crops[:n_global]))).chunk(n_global)
         loss = self.criterion(student, teacher)
+        spread = perplexity(torch.cat(self.criterion.targets(teacher)))  # before the centre moves
         if self.training:
             self.criterion.update_center(teacher)
-        return {"loss": loss, "embedding": student[0]}
+        return {"loss": loss, "embedding": student[0], "teacher_perplexity": spread}
 
     def after_step(self, step: int, total_steps: int) -> None:
         self.steps_done += 1

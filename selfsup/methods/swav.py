@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..distributed import gather_detached, offset, world_size
+from ..engine.monitor import perplexity
 from ..heads import projection_head
 from ..losses import SwAVLoss, sinkhorn
 from ..views import Views
@@ -29,7 +30,9 @@ class SwAV(Method):
     ``queue_start_step`` is reached and the queue is full; the prototypes stay frozen for the
     first ``freeze_prototypes_steps`` (the paper: the first epoch; 313 steps at batch 4,096).
     Projector 2048 hidden -> 128; LARS lr 0.6 x batch/256 (the batch-256 recipe), weight decay 1e-6.
-    The queue and the step count are buffers, saved and restored with the run.
+    The queue and the step count are buffers, saved and restored with the run. ``code_perplexity``
+    (logged) is exp of the codes' mean entropy: near K the codes are uniform and carry no cluster
+    (the official README's collapse, loss stuck at log K); lower ε sharpens them.
     """
 
     name = "swav"
@@ -39,6 +42,7 @@ class SwAV(Method):
                           "epsilon": 0.05, "sinkhorn_iterations": 3, "freeze_prototypes_steps": 313,
                           "queue_size": 3840, "queue_start_step": 3000})
     multi_crop = True
+    logged = ("code_perplexity",)
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 2048, projection_dim: int = 128,
                  num_prototypes: int = 3000, temperature: float = 0.1, epsilon: float = 0.05,
@@ -77,7 +81,7 @@ class SwAV(Method):
         loss = self.criterion(scores, codes)
         if self.training and self.queue.shape[1] > 0 and int(self.steps_done) >= self.queue_start_step:
             self._enqueue([gather_detached(zi.detach()) for zi in z[: self.views.n_global]])
-        return {"loss": loss, "embedding": z[0]}
+        return {"loss": loss, "embedding": z[0], "code_perplexity": perplexity(torch.cat(codes))}
 
     @torch.no_grad()
     def _enqueue(self, features: list[torch.Tensor]) -> None:
