@@ -107,11 +107,11 @@ def sinkhorn_by_loop(scores, eps, iterations):
     return [[kernel[i][j] * u[j] * v[i] * b for j in range(k)] for i in range(b)]
 
 
-@pytest.mark.parametrize("b,k,iterations", [(4, 3, 3), (6, 10, 3), (8, 5, 1)])
-def test_sinkhorn_equals_scaling_vector_loop(b, k, iterations):
+@pytest.mark.parametrize("b,k,iterations,eps", [(4, 3, 3, 0.5), (6, 10, 3, 0.5), (8, 5, 1, 0.5), (12, 7, 3, 0.02)])
+def test_sinkhorn_equals_scaling_vector_loop(b, k, iterations, eps):
     scores = torch.randn(b, k, generator=torch.Generator().manual_seed(b * k)).double()
-    q = sinkhorn(scores, 0.5, iterations)
-    np.testing.assert_allclose(q.numpy(), np.array(sinkhorn_by_loop(scores, 0.5, iterations)), atol=1e-6)
+    q = sinkhorn(scores, eps, iterations)
+    np.testing.assert_allclose(q.numpy(), np.array(sinkhorn_by_loop(scores, eps, iterations)), atol=1e-6)
 
 
 def test_sinkhorn_marginals_and_shift_invariance():

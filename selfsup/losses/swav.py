@@ -19,14 +19,20 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iterations: int = 3) -
     Q = diag(u) exp(scores / ε) diag(v), u and v found by alternately normalizing so that each
     prototype receives B/K of the batch and each sample sums to 1: the equal partition that
     keeps every sample from landing in one cluster. Returns rows that sum to 1.
+
+    The iterations update the scaling vectors u (samples) and v (prototypes) by matrix-vector
+    products instead of rescaling the B x K matrix twice per iteration: the same iterates as the
+    official loop, with one pass over the matrix for the exp and one for the result (float64: at
+    small ε, exp of the shifted scores underflows float32).
     """
-    q = torch.exp((scores.double() - scores.double().max()) / epsilon).T  # K x B; shift for stability
-    q /= q.sum()
-    k, b = q.shape
+    kernel = scores.to(torch.float64, copy=True)  # B x K, worked in place: 100 MB at 4,096 x 3,000
+    kernel.sub_(kernel.max()).div_(epsilon).exp_()  # the shift keeps exp finite
+    b, k = kernel.shape
+    u = kernel.new_ones(b)
     for _ in range(iterations):
-        q /= q.sum(dim=1, keepdim=True) * k  # each prototype: total mass 1/K
-        q /= q.sum(dim=0, keepdim=True) * b  # each sample: total mass 1/B
-    return (q * b).T.to(scores.dtype)
+        v = 1.0 / (k * (u @ kernel))  # each prototype: total mass 1/K
+        u = 1.0 / (b * (kernel @ v))  # each sample: total mass 1/B
+    return kernel.mul_((b * u)[:, None]).mul_(v).to(scores.dtype)
 
 
 class SwAVLoss(nn.Module):
