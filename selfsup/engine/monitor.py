@@ -43,8 +43,7 @@ def effective_rank(embedding: torch.Tensor) -> float:
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
     """exp of the mean entropy of the rows of an N x K assignment (rows sum to 1): K for uniform rows
     (SwAV's and DINO's collapse to a uniform output), 1 for one-hot rows (DINO's other collapse)."""
-    p = probs.detach().double()
-    entropy = -(p * p.clamp_min(1e-300).log()).sum(dim=1)
+    entropy = torch.special.entr(probs.detach().float()).sum(dim=1, dtype=torch.float64)  # -p log p, 0 at p = 0
     return entropy.mean().exp().float()
 
 

@@ -34,7 +34,10 @@ class DINOLoss(nn.Module):
 
     def forward(self, student: Sequence[torch.Tensor], teacher: Sequence[torch.Tensor]) -> torch.Tensor:
         """``student``: B x K per crop (the teacher's crops first); ``teacher``: B x K per global crop."""
-        targets = self.targets(teacher)
+        return self.cross_entropy(student, self.targets(teacher))
+
+    def cross_entropy(self, student: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The loss from targets already made by ``targets`` (a caller that also inspects them)."""
         log_probs = [F.log_softmax(s.float() / self.student_temperature, dim=1) for s in student]
         total, pairs = student[0].new_zeros((), dtype=torch.float32), 0
         for t, target in enumerate(targets):

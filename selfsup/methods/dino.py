@@ -91,8 +91,9 @@ class DINO(Method):
         student = encode_crops(self.backbone, lambda f: self.head(f, frozen), crops)
         with torch.no_grad():
             teacher = self.target_head(self.target_backbone(torch.cat(crops[:n_global]))).chunk(n_global)
-        loss = self.criterion(student, teacher)
-        spread = perplexity(torch.cat(self.criterion.targets(teacher)))  # before the centre moves
+        targets = self.criterion.targets(teacher)  # made once: the loss's and the log's, before the centre moves
+        loss = self.criterion.cross_entropy(student, targets)
+        spread = perplexity(torch.cat(targets))
         if self.training:
             self.criterion.update_center(teacher)
         return {"loss": loss, "embedding": student[0], "teacher_perplexity": spread}
