@@ -125,6 +125,19 @@ def test_moco_queue_is_a_ring_buffer_of_normalized_keys(batch):
     assert int(method.queue_pointer) == (8 + 8) % 12  # wrapped around
 
 
+def test_moco_symmetric_loss_is_the_mean_of_both_directions(batch, monkeypatch):
+    first, second = torch.randn(2, 8, 3, 16, 16).unbind()
+    out = {}
+    for symmetric, views in [(True, (first, second)), (False, (first, second)), (False, (second, first))]:
+        method = make("moco_v2", symmetric=symmetric).eval()  # same seed: the same weights and queue
+        monkeypatch.setattr(method, "views", lambda images, generator, n, v=views: v)
+        out[symmetric, views[0] is first] = method(batch, torch.Generator().manual_seed(0))
+        assert int(method.queue_pointer) == (16 if symmetric else 8)  # both views' keys join the queue
+    expected = (out[False, True]["loss"] + out[False, False]["loss"]) / 2
+    torch.testing.assert_close(out[True, True]["loss"], expected)
+    assert out[True, True]["embedding"].shape[0] == len(batch)
+
+
 def test_moco_shuffled_keys_are_unshuffled(batch):
     from selfsup.methods.moco import forward_in_splits
 

@@ -36,17 +36,26 @@ class MoCoV2(Method):
     keys are computed on a shuffled order and unshuffled, so a query and its key never share
     batch statistics and the model cannot cheat through them. SGD lr 0.03 × batch/256, weight
     decay 1e-4, cosine schedule; MoCo v2 augmentations.
+
+    ``symmetric=True`` (off by default, as in [1]) also asks the second view to find the first:
+    L = ½ (L(q₁, k₂) + L(q₂, k₁)), both views' keys joining the queue. This is the
+    "symmetrized loss" MoCo v2 of SimSiam's comparison table ([2], Table 4) and solo-learn's
+    ``mocov2plus``; it doubles the compute per step and the signal per image.
+
+    - [2] Chen, He, 2021, Exploring Simple Siamese Representation Learning,
+      https://arxiv.org/abs/2011.10566
     """
 
     name = "moco_v2"
     paper = "He et al. 2020 / Chen et al. 2020, Momentum Contrast (v2: Improved Baselines)"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
                     args={"projection_dim": 128, "hidden_dim": 2048, "queue_size": 65536, "temperature": 0.2,
-                          "momentum": 0.999, "bn_splits": 8},
+                          "momentum": 0.999, "bn_splits": 8, "symmetric": False},
                     sync_batchnorm=False)  # shuffling BN needs per-device statistics
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, hidden_dim: int = 2048,
-                 queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999, bn_splits: int = 8) -> None:
+                 queue_size: int = 65536, temperature: float = 0.2, momentum: float = 0.999, bn_splits: int = 8,
+                 symmetric: bool = False) -> None:
         super().__init__(backbone, views)
         if queue_size < 1 or not 0 <= momentum < 1 or bn_splits < 1:
             raise ValueError("queue_size and bn_splits must be positive and momentum in [0, 1)")
@@ -56,23 +65,35 @@ class MoCoV2(Method):
         self.target_backbone = frozen_copy(backbone)
         self.target_projection = frozen_copy(self.projection)
         self.criterion = InfoNCELoss(temperature)
-        self.momentum, self.bn_splits = momentum, bn_splits
+        self.momentum, self.bn_splits, self.symmetric = momentum, bn_splits, symmetric
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, projection_dim), dim=1))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        view_q, view_k = self.views(images, generator, n=2)
-        query = forward_in_splits(lambda x: self.projection(self.backbone(x)), view_q, self.bn_splits)
-        with torch.no_grad():
-            order = torch.randperm(len(view_k), generator=generator).to(view_k.device)
-            shuffled = forward_in_splits(lambda x: self.target_projection(self.target_backbone(x)),
-                                         view_k[order], self.bn_splits)
-            key = torch.empty_like(shuffled)
-            key[order] = shuffled  # undo the shuffle
+        view1, view2 = self.views(images, generator, n=2)
+        query = self.queries(view1)
+        key = self.keys(view2, generator)
+        embedding = query
+        if self.symmetric:  # the mean over both directions' queries is ½ (L(q₁, k₂) + L(q₂, k₁))
+            query = torch.cat([query, self.queries(view2)])
+            key = torch.cat([key, self.keys(view1, generator)])
         loss = self.criterion(query, key, self.queue)  # normalized copies are taken inside; no grad flows here
         # Every rank enqueues the global batch's keys, so all hold the same queue; oldest keys out.
         ring_enqueue(self.queue, self.queue_pointer, gather_detached(F.normalize(key.float(), dim=1)))
-        return {"loss": loss, "embedding": query}
+        return {"loss": loss, "embedding": embedding}
+
+    def queries(self, view: torch.Tensor) -> torch.Tensor:
+        return forward_in_splits(lambda x: self.projection(self.backbone(x)), view, self.bn_splits)
+
+    @torch.no_grad()
+    def keys(self, view: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The key encoder's outputs, computed on a shuffled order and unshuffled (shuffling BN)."""
+        order = torch.randperm(len(view), generator=generator).to(view.device)
+        shuffled = forward_in_splits(lambda x: self.target_projection(self.target_backbone(x)),
+                                     view[order], self.bn_splits)
+        key = torch.empty_like(shuffled)
+        key[order] = shuffled
+        return key
 
     def after_step(self, step: int, total_steps: int) -> None:
         ema_update(self.target_backbone, self.backbone, self.momentum)
