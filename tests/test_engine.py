@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import signal
@@ -233,6 +234,25 @@ def test_perplexity_of_assignments_on_known_cases():
     assert float(perplexity(half)) == pytest.approx(4.0, rel=1e-6)
     mixed = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.25] * 4])  # entropies log 2 and log 4: their mean, exponentiated
     assert float(perplexity(mixed)) == pytest.approx(8 ** 0.5, rel=1e-6)
+
+
+def test_costly_scalars_are_computed_only_on_logged_steps(tmp_path, monkeypatch):
+    """SwAV's code perplexity (DINO's teacher perplexity alike) is computed on the steps metrics.csv
+    records, every ``log_every`` and the last, and filled in on each of them."""
+    import selfsup.methods.swav as swav
+    from selfsup.config import PretrainConfig
+    from selfsup.engine.trainer import pretrain
+
+    calls = []
+    monkeypatch.setattr(swav, "perplexity", lambda p: calls.append(len(p)) or torch.tensor(2.0))
+    torch.set_num_threads(1)
+    pretrain(PretrainConfig(data="digits", method="swav", backbone="small-convnet", steps=7, batch_size=16,
+                            log_every=3, view_args={"local_crops": 0}, num_workers=0, out=str(tmp_path / "run")),
+             progress=False)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["step"], r["code_perplexity"]) for r in rows] == [("3", "2.0"), ("6", "2.0"), ("7", "2.0")]
+    assert len(calls) == 3
 
 
 def test_collapse_watch_warns_once_after_patience(caplog):

@@ -514,6 +514,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
             images = images.to(device, non_blocking=True)
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
             generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))
+            method.logging_step = (step + 1) % cfg.log_every == 0 or step + 1 == total
             loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device), generator, amp,
                                                   device, cfg.grad_clip, model)
             if not torch.isfinite(loss):

@@ -79,6 +79,9 @@ class Method(nn.Module):
     # ``player_modules(player)``; ``forward(..., player=NAME)`` returns that player's loss.
     players: ClassVar[tuple[str, ...]] = ()
     logged: ClassVar[tuple[str, ...]] = ()  # the method's own scalars, as metrics.csv columns (beside pretext_accuracy)
+    # False on the steps whose scalars nobody reads (the trainer logs every ``log_every`` steps):
+    # a method may then skip a costly ``logged`` scalar, e.g. DINO's perplexity over 65,536 outputs.
+    logging_step: bool = True
 
     def __init__(self, backbone: Backbone, views: Views) -> None:
         super().__init__()

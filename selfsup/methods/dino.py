@@ -93,10 +93,12 @@ class DINO(Method):
             teacher = self.target_head(self.target_backbone(torch.cat(crops[:n_global]))).chunk(n_global)
         targets = self.criterion.targets(teacher)  # made once: the loss's and the log's, before the centre moves
         loss = self.criterion.cross_entropy(student, targets)
-        spread = perplexity(torch.cat(targets))
+        out = {"loss": loss, "embedding": student[0]}
+        if self.logging_step:
+            out["teacher_perplexity"] = perplexity(torch.cat(targets))
         if self.training:
             self.criterion.update_center(teacher)
-        return {"loss": loss, "embedding": student[0], "teacher_perplexity": spread}
+        return out
 
     def after_step(self, step: int, total_steps: int) -> None:
         self.steps_done += 1

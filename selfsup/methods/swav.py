@@ -81,7 +81,10 @@ class SwAV(Method):
         loss = self.criterion(scores, codes)
         if self.training and self.queue.shape[1] > 0 and int(self.steps_done) >= self.queue_start_step:
             self._enqueue([gather_detached(zi.detach()) for zi in z[: self.views.n_global]])
-        return {"loss": loss, "embedding": z[0], "code_perplexity": perplexity(torch.cat(codes))}
+        out = {"loss": loss, "embedding": z[0]}
+        if self.logging_step:
+            out["code_perplexity"] = perplexity(torch.cat(codes))
+        return out
 
     @torch.no_grad()
     def _enqueue(self, features: list[torch.Tensor]) -> None:
