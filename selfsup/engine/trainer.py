@@ -514,6 +514,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
             images = images.to(device, non_blocking=True)
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
             generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))
+            # one rule for what metrics.csv records and what the method computes for it
             method.logging_step = (step + 1) % cfg.log_every == 0 or step + 1 == total
             loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device), generator, amp,
                                                   device, cfg.grad_clip, model)
@@ -528,7 +529,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
                 tokens_seen += int(data.lengths[indices.numpy()].sum()) * part.world_size
             window_images += len(images) * part.world_size
             bar.update(1)
-            if (done % cfg.log_every == 0 or done == total) and logger is not None:
+            if method.logging_step and logger is not None:
                 last_loss = float(loss)
                 now = time.perf_counter()
                 ips = window_images / max(now - window_start, 1e-9)
