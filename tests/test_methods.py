@@ -172,6 +172,11 @@ def test_swav_prototypes_frozen_then_trained_and_queue_joins_sinkhorn(batch):
     assert method.prototypes.weight.grad.abs().max() > 0
     assert method.queue[:, :8].abs().sum() > 0 and method.queue[:, 8:].abs().sum() == 0  # newest first
     torch.testing.assert_close(method.prototypes.weight.norm(dim=1), torch.ones(32))  # renormalized each step
+    no_queue = make("swav", queue_size=0, queue_start_step=0)  # a run shorter than the queue's start
+    for step in range(2):
+        assert torch.isfinite(call(no_queue, batch)["loss"])
+        no_queue.after_step(step, 10)
+    assert no_queue.queue.numel() == 0
     # the logged codes' perplexity: same scores, a lower ε sharpens the codes
     soft, sharp = (float(call(make("swav", epsilon=e), batch)["code_perplexity"]) for e in (0.5, 0.01))
     assert 1 <= sharp < soft <= 32
