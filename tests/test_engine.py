@@ -253,6 +253,12 @@ def test_costly_scalars_are_computed_only_on_logged_steps(tmp_path, monkeypatch)
         rows = list(csv.DictReader(f))
     assert [(r["step"], r["code_perplexity"]) for r in rows] == [("3", "2.0"), ("6", "2.0"), ("7", "2.0")]
     assert len(calls) == 3
+    calls.clear()  # --time-limit's timed warm-up steps are unlogged ones too
+    pretrain(PretrainConfig(data="digits", method="swav", backbone="small-convnet", time_limit=2.0, batch_size=16,
+                            log_every=3, view_args={"local_crops": 0}, num_workers=0, out=str(tmp_path / "timed")),
+             progress=False)
+    with open(tmp_path / "timed" / "metrics.csv") as f:
+        assert len(calls) == len(list(csv.DictReader(f))) >= 1
 
 
 def test_collapse_watch_warns_once_after_patience(caplog):

@@ -281,6 +281,7 @@ def _time_steps(method: Method, cfg: PretrainConfig, data: Prepared, batch: int,
     """Seconds per step, measured on a throw-away copy so the real run starts untouched (averaged over
     ranks, so every rank turns the time limit into the same step count)."""
     trial = copy.deepcopy(method)
+    trial.logging_step = False  # time the common step: costly logged scalars are skipped on most steps
     optimizer = build_method_optimizer(method=trial, **optimizer_settings)
     lengths = getattr(data, "lengths", None)
 
