@@ -29,8 +29,8 @@ class SwAV(Method):
     a queue of the last 3,840 global features per crop joins the batch in Sinkhorn once
     ``queue_start_step`` is reached and the queue is full; the prototypes stay frozen for the
     first ``freeze_prototypes_steps`` (the paper: the first epoch; 313 steps at batch 4,096). The
-    official batch-256 script starts the queue at epoch 15: in a shorter run, stale queued features
-    only blunt the equal partition (``queue_size=0``; BENCHMARKS 2b, ninth sitting).
+    official batch-256 script starts the queue at epoch 15; a shorter run wants ``queue_size=0``
+    (started at epoch 1, the queue cost 5 points of kNN in BENCHMARKS 2b's 7-epoch CIFAR-10 run).
     Projector 2048 hidden -> 128; LARS lr 0.6 x batch/256 (the batch-256 recipe), weight decay 1e-6.
     The queue and the step count are buffers, saved and restored with the run. ``code_perplexity``
     (logged) is exp of the codes' mean entropy: near K the codes are uniform and carry no cluster
