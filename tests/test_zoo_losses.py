@@ -195,10 +195,16 @@ def test_nce_equals_loop_with_its_partition_estimate():
             pn = math.exp(dot(v[i], n[j]) / tau) / z
             expected += -math.log(1 - pn / (pn + noise))
     assert value == pytest.approx(expected / 4, rel=1e-5)
-    # The partition is estimated once and then held fixed.
-    z_first = loss.partition.item()
-    loss(memory, views, 3 * negatives)
-    assert loss.partition.item() == z_first
+    # By default Z is estimated afresh on every batch; "first_batch" holds the first estimate (the official code).
+    other = torch.randn(9, 5, generator=g)
+    z_other = size * sum(math.exp(dot(vi, nj) / tau) for vi in v for nj in unit(other.double().tolist())) / (4 * 9)
+    loss(memory, views, other)
+    assert loss.partition.item() == pytest.approx(z_other, rel=1e-5) and z_other != pytest.approx(z, rel=1e-2)
+    held = NCELoss(tau, size, partition="first_batch")
+    held(memory, views, negatives), held(memory, views, other)
+    assert held.partition.item() == pytest.approx(z, rel=1e-5)
+    with pytest.raises(ValueError, match="partition"):
+        NCELoss(tau, size, partition="running")
 
 
 def test_nce_masks_a_negative_that_is_the_image_itself():

@@ -28,12 +28,13 @@ class PIRL(Method):
     uniformly from the bank excluding I (32,000 in the paper, at most the pool size), τ = 0.07.
     SGD lr 0.12 at batch 1,024 (0.03 x batch/256), weight decay 1e-4, cosine schedule.
 
-    ``loss_type="infonce"`` puts a softmax over the positive and the drawn negatives in place of
-    NCE's binary terms (InfoNCE; VISSL's ``nce_loss_with_memory`` offers it as
-    ``loss_type: cross_entropy``, and Wu et al.'s equation 2 is its full-bank form). It has no
-    partition Z, which NCE estimates once from a bank that still holds random rows. In 450 steps on
-    CIFAR-10, NCE's features stayed at an effective rank of 1.5-8 of 128 from step 30 on; InfoNCE's
-    dipped below 8 for three checks, recovered to 40, and scored 9.4 kNN points more (BENCHMARKS.md, 2b).
+    NCE's partition Z is estimated on every batch (``partition="batch"``; NCELoss says why).
+    ``partition="first_batch"`` holds the first batch's estimate, as the official code does: on
+    CIFAR-10 the features' effective rank then fell to 1.5-8 of 128 from step 30 on, and stayed
+    under 8 to step 820 of 1,350 (BENCHMARKS.md, 2b). ``loss_type="infonce"`` puts a softmax over
+    the positive and the drawn negatives in place of NCE's binary terms (InfoNCE; VISSL's
+    ``nce_loss_with_memory`` offers it as ``loss_type: cross_entropy``, and Wu et al.'s equation 2
+    is its full-bank form).
     - [1] Wu et al., 2018, https://arxiv.org/abs/1805.01978 (equations 2, 6-8)
     """
 
@@ -41,12 +42,12 @@ class PIRL(Method):
     paper = "Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="simclr-cifar",
                     args={"projection_dim": 128, "num_negatives": 32000, "temperature": 0.07, "loss_weight": 0.5,
-                          "bank_momentum": 0.5, "loss_type": "nce", "dataset_size": None})
+                          "bank_momentum": 0.5, "loss_type": "nce", "partition": "batch", "dataset_size": None})
     needs_indices = True
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, num_negatives: int = 32000,
                  temperature: float = 0.07, loss_weight: float = 0.5, bank_momentum: float = 0.5,
-                 loss_type: str = "nce", dataset_size: int | None = None) -> None:
+                 loss_type: str = "nce", partition: str = "batch", dataset_size: int | None = None) -> None:
         super().__init__(backbone, views)
         if not 0 <= loss_weight <= 1 or not 0 <= bank_momentum < 1:
             raise ValueError("loss_weight must be in [0, 1] and bank_momentum in [0, 1)")
@@ -59,7 +60,7 @@ class PIRL(Method):
         self.dataset_size = dataset_size or 1
         self.num_negatives, self.loss_weight, self.bank_momentum = num_negatives, loss_weight, bank_momentum
         self.loss_type = loss_type
-        self.criterion = NCELoss(temperature, self.dataset_size) if loss_type == "nce" else InfoNCELoss(temperature)
+        self.criterion = NCELoss(temperature, self.dataset_size, partition) if loss_type == "nce" else InfoNCELoss(temperature)
         self.register_buffer("memory", F.normalize(torch.randn(self.dataset_size, projection_dim), dim=1))
 
     def encode_jigsaw(self, view: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
