@@ -153,13 +153,21 @@ def wrap_data_parallel(method: torch.nn.Module, context: DistContext, device: to
     return DDP(method, device_ids=[device.index] if device.type == "cuda" else None, **no_sync)
 
 
+@torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers on every rank: batch-norm statistics are otherwise each process's own
+    (see :func:`wrap_data_parallel`)."""
+    if world_size() > 1:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, 0)
+
+
 def share_plan(method: torch.nn.Module, plan: np.ndarray, device: torch.device) -> np.ndarray:
     """Rank 0's epoch plan and buffers on every rank: a method that plans its epoch from the pool's
     features (DeepCluster's k-means) would otherwise plan from each rank's own batch-norm statistics."""
     if world_size() == 1:
         return plan
-    for buffer in method.buffers():
-        dist.broadcast(buffer, 0)
+    broadcast_buffers(method)
     length = torch.tensor([len(plan)], device=device)
     dist.broadcast(length, 0)
     shared = torch.from_numpy(np.ascontiguousarray(plan, dtype=np.int64)).to(device)

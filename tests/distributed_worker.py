@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 import torch.nn as nn
 
 from selfsup.backbones import Backbone, BackboneSpec
 from selfsup.distributed import DistContext, init_distributed, shutdown, wrap_data_parallel
 from selfsup.engine.trainer import _train_step
+from selfsup.evaluate.features import extract_pool_features
 from selfsup.methods import METHODS
 from selfsup.views import Normalization, Views, ViewSettings
 
@@ -80,11 +82,39 @@ def train(name: str, part: DistContext, device: torch.device) -> dict:
     return {"losses": losses, "state": {k: v.detach().clone() for k, v in method.state_dict().items()}}
 
 
+class PoolWithAHole:
+    """11 images, the fifth unreadable: the two ranks' shares (6 and 5 images, one dropped) differ in length."""
+
+    def __init__(self) -> None:
+        generator = torch.Generator().manual_seed(2)
+        self.array = torch.randint(0, 256, (11, 3, SIZE, SIZE), generator=generator, dtype=torch.uint8)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
+        readable = np.flatnonzero(indices != 4)  # positions in ``indices``, as Prepared.batches gives them
+        yield readable, self.array[torch.as_tensor(indices[readable])]
+
+
+def pool_features(part: DistContext, device: torch.device) -> dict:
+    """DeepCluster's pool features, each rank extracting its share, with batch-norm statistics that
+    differ per rank as they do on CPUs (running mean = the rank)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1))
+    model[1].running_mean.fill_(float(part.rank))
+    backbone = Backbone(model, BackboneSpec("test-batchnorm"), 4).to(device)
+    features, positions = extract_pool_features(backbone, PoolWithAHole(), Normalization([0.5] * 3, [0.25] * 3),
+                                                SIZE, device)
+    return {"features": features, "positions": torch.as_tensor(positions)}
+
+
 def main(out: str) -> None:
     torch.set_num_threads(1)
     part, device = init_distributed("cpu")
     try:
         results = {name: train(name, part, device) for name in SMALL}
+        results["pool_features"] = pool_features(part, device)
     finally:
         shutdown()
     if part.is_main:

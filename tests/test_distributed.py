@@ -46,6 +46,17 @@ def test_two_processes_equal_one_process_on_the_whole_batch(two_process_results,
         torch.testing.assert_close(ranks["state"][key], value, atol=1e-5, rtol=1e-5, msg=f"{name}: {key}")
 
 
+def test_pool_features_are_shared_out_and_equal_rank_0s_extraction(two_process_results):
+    """DeepCluster's per-epoch features: each of 2 ranks extracts half the pool (shares of unequal
+    length, one image unreadable) with rank 0's batch-norm statistics, and every rank gets rank 0's
+    whole-pool extraction, in pool order."""
+    torch.set_num_threads(1)
+    single = worker.pool_features(DistContext(), torch.device("cpu"))  # rank 0's statistics, the whole pool
+    shared = two_process_results["pool_features"]
+    assert shared["positions"].tolist() == single["positions"].tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 9, 10]
+    torch.testing.assert_close(shared["features"], single["features"], atol=1e-6, rtol=1e-6)
+
+
 def _pretrain(out: Path, *extra: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     if kill_at:
@@ -78,6 +89,26 @@ def test_pretrain_on_two_processes_resumes_to_the_same_weights(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6, msg=key)
+
+
+def test_deepcluster_shares_the_feature_extraction_and_clusters_as_one_process(tmp_path):
+    """Each of 2 ranks extracts half the pool for DeepCluster's k-means, and the gathered features
+    give the pseudo-labels one process gives: epoch 0's, clustered from the same initial weights."""
+    from safetensors.torch import load_file
+
+    two = _pretrain(tmp_path / "two", "--method", "deepcluster")
+    assert two.returncode == 0, two.stderr[-3000:]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # torchrun's per-rank setting
+    one = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
+                          "--steps", "12", "--batch-size", "64", "--device", "cpu", "--quiet", "--method", "deepcluster",
+                          "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    labels = [load_file(tmp_path / run / "checkpoints" / "step-000012.safetensors")["model/pseudo_labels"]
+              for run in ("two", "one")]
+    assert (labels[0] >= 0).all() and len(labels[0].unique()) > 5
+    # Equal here (one thread each); the margin allows for float rounding that differs with the batch an
+    # image is extracted in and moves an image on a cluster border. Misplaced rows would agree on ≈ 1/k.
+    assert (labels[0] == labels[1]).float().mean() > 0.99
 
 
 def test_devices_shorthand_checks_before_launching(tmp_path, capsys, monkeypatch):

@@ -36,7 +36,7 @@ from ..data.splits import stratified_split, train_test
 from ..distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                            shutdown, wrap_data_parallel)
 from ..errors import ConfigError, NonFiniteLossError, SelfSupError
-from ..evaluate.features import extract_features
+from ..evaluate.features import extract_pool_features
 from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method, Recipe
 from ..methods.text_base import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, estimate_normalization
@@ -488,9 +488,9 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
     def order_of(epoch: int) -> np.ndarray:
         """The method's plan for this epoch (DeepCluster's cluster-uniform sampling) or a seeded shuffle."""
         context = EpochContext(epoch=epoch, n_images=len(data), seed=cfg.seed, optimizer=optimizer, device=device,
-                               features=lambda: extract_features(backbone, data, normalization,
-                                                                 getattr(spec, "image_size", 0), device,
-                                                                 num_workers=cfg.num_workers),
+                               features=lambda: extract_pool_features(backbone, data, normalization,
+                                                                      getattr(spec, "image_size", 0), device,
+                                                                      num_workers=cfg.num_workers),
                                batch_size=batch, lengths=getattr(data, "lengths", None))
         plan = method.plan_epoch(context)
         return epoch_order(len(data), cfg.seed, epoch) if plan is None else share_plan(method, plan, device)

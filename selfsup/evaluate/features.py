@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .. import distributed
 from ..backbones import Backbone
 from ..data.images import Prepared
 from ..views import Normalization, eval_transform
@@ -47,3 +48,35 @@ def extract_features(backbone: Backbone, data: Prepared, normalization: Normaliz
     kept_at = np.concatenate(kept)
     back = np.argsort(kept_at, kind="stable")  # the order of ``indices`` again (texts were sorted by length)
     return torch.cat(feats)[torch.from_numpy(back)], kept_at[back]
+
+
+@torch.no_grad()
+def extract_pool_features(backbone: Backbone, data: Prepared, normalization: Normalization | None, image_size: int,
+                          device: torch.device, num_workers: int = 0) -> tuple[torch.Tensor, np.ndarray]:
+    """The whole pool's features on every rank, each rank extracting every ``world``-th image.
+
+    Returns what :func:`extract_features` returns on one process: the rows of the images that
+    decoded, in pool order, and their pool positions. The weights are equal on every rank, and the
+    batch-norm statistics, each process's own on CPUs, are made rank 0's first, so the shares are
+    one extraction with rank 0's backbone, cut in ``world`` parts.
+    """
+    world = distributed.world_size()
+    if world == 1:
+        return extract_features(backbone, data, normalization, image_size, device, num_workers=num_workers)
+    distributed.broadcast_buffers(backbone)
+    share = np.arange(distributed.rank(), len(data), world)
+    features, kept = extract_features(backbone, data, normalization, image_size, device, indices=share,
+                                      num_workers=num_workers)
+    positions = torch.as_tensor(share[kept], dtype=torch.long, device=device)
+    counts = distributed.gather_detached(torch.tensor([len(positions)], device=device))
+    longest = int(counts.max())  # all_gather needs one shape: pad every share to the longest
+    padded = torch.zeros(longest, features.shape[1], device=device)
+    padded[:len(features)] = features.to(device)
+    padded_positions = torch.full((longest,), -1, dtype=torch.long, device=device)
+    padded_positions[:len(positions)] = positions
+    all_features = distributed.gather_detached(padded).cpu()
+    all_positions = distributed.gather_detached(padded_positions).cpu()
+    keep = all_positions >= 0
+    all_features, all_positions = all_features[keep], all_positions[keep]
+    order = torch.argsort(all_positions)
+    return all_features[order], all_positions[order].numpy()
