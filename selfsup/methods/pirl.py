@@ -31,10 +31,10 @@ class PIRL(Method):
     NCE's partition Z is estimated on every batch (``partition="batch"``; NCELoss says why).
     ``partition="first_batch"`` holds the first batch's estimate, as the official code does: on
     CIFAR-10 the features' effective rank then fell to 1.5-8 of 128 from step 30 on, and stayed
-    under 8 to step 820 of 1,350 (BENCHMARKS.md, 2b). ``loss_type="infonce"`` puts a softmax over
-    the positive and the drawn negatives in place of NCE's binary terms (InfoNCE; VISSL's
-    ``nce_loss_with_memory`` offers it as ``loss_type: cross_entropy``, and Wu et al.'s equation 2
-    is its full-bank form).
+    under 8 to step 820 of 1,350 (BENCHMARKS.md, 2b); with Z per batch the same run trained, rank 36
+    at the end. ``loss_type="infonce"`` puts a softmax over the positive and the drawn negatives in
+    place of NCE's binary terms (InfoNCE; VISSL's ``nce_loss_with_memory`` offers it as
+    ``loss_type: cross_entropy``, and Wu et al.'s equation 2 is its full-bank form).
     - [1] Wu et al., 2018, https://arxiv.org/abs/1805.01978 (equations 2, 6-8)
     """
 
