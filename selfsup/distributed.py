@@ -115,6 +115,18 @@ def gather_detached(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+@torch.no_grad()
+def gather_uneven(x: torch.Tensor) -> torch.Tensor:
+    """:func:`gather_detached` for ranks with different numbers of rows: every rank's rows, in rank order."""
+    if world_size() == 1:
+        return x
+    counts = gather_detached(torch.tensor([len(x)], device=x.device)).tolist()
+    padded = x.new_zeros((max(counts), *x.shape[1:]))  # all_gather needs one shape
+    padded[:len(x)] = x
+    parts = gather_detached(padded).split(max(counts))
+    return torch.cat([part[:count] for part, count in zip(parts, counts)])
+
+
 def offset(local_rows: int) -> int:
     """Where this rank's rows start in a gathered batch."""
     return rank() * local_rows

@@ -57,11 +57,11 @@ def test_pool_features_are_shared_out_and_equal_rank_0s_extraction(two_process_r
     torch.testing.assert_close(shared["features"], single["features"], atol=1e-6, rtol=1e-6)
 
 
-def _pretrain(out: Path, *extra: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _pretrain(out: Path, *extra: str, kill_at: int | None = None, devices: int = 2) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # torchrun's per-process setting, for any N
     if kill_at:
         env["SELFSUP_KILL_AT_STEP"] = str(kill_at)
-    args = ["--devices", "2", "--data", "digits", "--backbone", "small-convnet", "--steps", "12", "--batch-size", "64",
+    args = ["--devices", str(devices), "--data", "digits", "--backbone", "small-convnet", "--steps", "12", "--batch-size", "64",
             "--checkpoint-every", "5", "--device", "cpu", "--quiet", "--json", "--out", str(out)]
     return subprocess.run([sys.executable, "-m", "selfsup", "pretrain", *args, *extra], env=env, capture_output=True,
                           text=True, timeout=600)
@@ -98,10 +98,7 @@ def test_deepcluster_shares_the_feature_extraction_and_clusters_as_one_process(t
 
     two = _pretrain(tmp_path / "two", "--method", "deepcluster")
     assert two.returncode == 0, two.stderr[-3000:]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}  # torchrun's per-rank setting
-    one = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
-                          "--steps", "12", "--batch-size", "64", "--device", "cpu", "--quiet", "--method", "deepcluster",
-                          "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True, timeout=600)
+    one = _pretrain(tmp_path / "one", "--method", "deepcluster", devices=1)
     assert one.returncode == 0, one.stderr[-3000:]
     labels = [load_file(tmp_path / run / "checkpoints" / "step-000012.safetensors")["model/pseudo_labels"]
               for run in ("two", "one")]

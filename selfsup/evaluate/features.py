@@ -67,16 +67,7 @@ def extract_pool_features(backbone: Backbone, data: Prepared, normalization: Nor
     share = np.arange(distributed.rank(), len(data), world)
     features, kept = extract_features(backbone, data, normalization, image_size, device, indices=share,
                                       num_workers=num_workers)
-    positions = torch.as_tensor(share[kept], dtype=torch.long, device=device)
-    counts = distributed.gather_detached(torch.tensor([len(positions)], device=device))
-    longest = int(counts.max())  # all_gather needs one shape: pad every share to the longest
-    padded = torch.zeros(longest, features.shape[1], device=device)
-    padded[:len(features)] = features.to(device)
-    padded_positions = torch.full((longest,), -1, dtype=torch.long, device=device)
-    padded_positions[:len(positions)] = positions
-    all_features = distributed.gather_detached(padded).cpu()
-    all_positions = distributed.gather_detached(padded_positions).cpu()
-    keep = all_positions >= 0
-    all_features, all_positions = all_features[keep], all_positions[keep]
-    order = torch.argsort(all_positions)
-    return all_features[order], all_positions[order].numpy()
+    positions = distributed.gather_uneven(torch.as_tensor(share[kept], device=device)).cpu()
+    features = distributed.gather_uneven(features.to(device)).cpu()
+    order = torch.argsort(positions)
+    return features[order], positions[order].numpy()
