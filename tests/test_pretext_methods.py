@@ -108,14 +108,18 @@ def test_dense_tasks_build_on_a_stock_resnet_whose_last_map_is_one_pixel(name):
     assert torch.isfinite(method(images, torch.Generator().manual_seed(0))["loss"])
 
 
-def test_relative_patch_can_feed_its_patches_at_the_backbones_input_size():
+@pytest.mark.parametrize("name, arg, patches, cut", [("relative_patch", "patch_input", 2 * 4, 8),
+                                                     ("jigsaw", "tile_input", 9 * 4, 7)])
+def test_tile_tasks_can_feed_their_patches_at_the_backbones_input_size(name, arg, patches, cut):
+    """Patches of a 32-px view (relative patch's quarter, 8 px; jigsaw's ¾ of a 10-px cell, 7 px) reach
+    the backbone as cut, or resized to the 32 px asked for."""
     norm = Normalization([0.5] * 3, [0.25] * 3)
     images = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
-    for patch_input, side in ((None, 8), (32, 32)):  # a quarter of the 32-px view, as cut or resized
+    for size, side in ((None, cut), (32, 32)):
         torch.manual_seed(0)
         backbone = build_backbone("small-convnet", 3, "small", 32)
-        method = METHODS.get("relative_patch")(backbone, Views.preset("pretext", 32, norm), patch_input=patch_input)
+        method = METHODS.get(name)(backbone, Views.preset("pretext", 32, norm), **{arg: size})
         seen = []
         backbone.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
         loss = method(images, torch.Generator().manual_seed(0))["loss"]
-        assert seen == [(8, 3, side, side)] and torch.isfinite(loss)
+        assert seen == [(patches, 3, side, side)] and torch.isfinite(loss)

@@ -7,7 +7,7 @@ import torch.nn as nn
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
-from ..views.jigsaw import jigsaw_tiles, permutation_set, shuffle_tiles
+from ..views.jigsaw import at_input_size, jigsaw_tiles, permutation_set, shuffle_tiles
 from .base import Method, Panel, Recipe, classified, register_method
 
 
@@ -22,20 +22,23 @@ class Jigsaw(Method):
     greedily for a large minimum Hamming distance (section 3.2), each tile goes through the shared
     backbone (the context-free network) and a linear layer (fc6), the 9 outputs are concatenated
     and an MLP (fc7, fc8) classifies the permutation; cross-entropy. Each tile is standardized
-    by its own mean and std (section 3.1, against low-level statistics shortcuts).
+    by its own mean and std (section 3.1, against low-level statistics shortcuts). ``tile_input``
+    resizes each tile (bilinear) to that many pixels before the backbone, as the paper feeds its
+    64-px tiles at the network's scale; at CIFAR's 32 px a tile is 8 px (None: as cut).
     """
 
     name = "jigsaw"
     paper = "Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles"
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
                     args={"num_permutations": 100, "tile_dim": 256, "hidden_dim": 1024, "normalize_tiles": True,
-                          "tile_fraction": 0.75})
+                          "tile_fraction": 0.75, "tile_input": None})
 
     def __init__(self, backbone: Backbone, views: Views, num_permutations: int = 100, tile_dim: int = 256,
-                 hidden_dim: int = 1024, normalize_tiles: bool = True, tile_fraction: float = 0.75) -> None:
+                 hidden_dim: int = 1024, normalize_tiles: bool = True, tile_fraction: float = 0.75,
+                 tile_input: int | None = None) -> None:
         super().__init__(backbone, views)
         self.register_buffer("permutations", torch.from_numpy(permutation_set(num_permutations)), persistent=False)
-        self.normalize_tiles, self.tile_fraction = normalize_tiles, tile_fraction
+        self.normalize_tiles, self.tile_fraction, self.tile_input = normalize_tiles, tile_fraction, tile_input
         self.tile_head = nn.Linear(backbone.feature_dim, tile_dim)
         self.classifier = classifier_head(9 * tile_dim, num_permutations, hidden_dim)
 
@@ -48,7 +51,7 @@ class Jigsaw(Method):
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         tiles, labels = self.puzzles(images, generator)
         b = len(tiles)
-        flat = tiles.flatten(0, 1)  # 9B x C x t x t
+        flat = at_input_size(tiles.flatten(0, 1), self.tile_input)  # 9B x C x t x t
         if self.normalize_tiles:
             mean, std = flat.mean((1, 2, 3), keepdim=True), flat.std((1, 2, 3), keepdim=True)
             flat = (flat - mean) / (std + 1e-5)

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..heads import classifier_head
 from ..views import Views
-from ..views.jigsaw import NEIGHBOURS, drop_colour, project_colour, relative_patch_pairs
+from ..views.jigsaw import NEIGHBOURS, at_input_size, drop_colour, project_colour, relative_patch_pairs
 from .base import Method, Panel, Recipe, classified, register_method
 
 ARROWS = ("↖", "↑", "↗", "←", "→", "↙", "↓", "↘")
@@ -63,9 +62,7 @@ class RelativePatch(Method):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         centre, neighbour, labels = self.pairs(images, generator)
-        both = torch.cat([centre, neighbour])
-        if self.patch_input:
-            both = F.interpolate(both, size=self.patch_input, mode="bilinear", align_corners=False)
+        both = at_input_size(torch.cat([centre, neighbour]), self.patch_input)
         features = self.backbone(both)  # one pass for both patches
         f_centre, f_neighbour = features.chunk(2)
         logits = self.classifier(torch.cat([f_centre, f_neighbour], 1))

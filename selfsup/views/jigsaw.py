@@ -48,6 +48,18 @@ def jigsaw_tiles(x: torch.Tensor, generator: torch.Generator, grid: int = 3, til
     return cut_patches(x, rows[None, :] + offsets[..., 0], cols[None, :] + offsets[..., 1], tile)
 
 
+def at_input_size(patches: torch.Tensor, size: int | None) -> torch.Tensor:
+    """N x C x p x p patches resized (bilinear) to ``size`` px, or as cut when ``size`` is None.
+
+    The papers feed their patches at the network's own input size (Doersch et al.: 96 px, Noroozi &
+    Favaro: 64 px); a quarter of a 32-px image is 8 px, which an ImageNet-stem ResNet reduces to a
+    2 x 2 map before its first block, so its later 3 x 3 kernels train only their centre taps.
+    """
+    if not size or patches.shape[-1] == size:
+        return patches
+    return torch.nn.functional.interpolate(patches, size=size, mode="bilinear", align_corners=False)
+
+
 @lru_cache(maxsize=8)
 def permutation_set(count: int, grid: int = 3, seed: int = 0, items: int | None = None) -> np.ndarray:
     """``count`` permutations of grid² tiles (or of ``items`` things: the Rubik's cube's 8 cubes),
