@@ -14,7 +14,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 
 from selfsup.engine.optim import LARS, build_optimizer, param_groups
-from selfsup.engine.schedule import set_learning_rates, warmup_cosine
+from selfsup.engine.schedule import due, set_learning_rates, warmup_cosine
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 RUN = [sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
@@ -137,6 +137,10 @@ def test_warmup_cosine_schedule():
     assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
     assert values[10] == pytest.approx(1.0) and values[55] == pytest.approx(0.5, abs=0.02)
     assert all(a >= b for a, b in zip(values[10:], values[11:])) and values[-1] < 0.001
+
+
+def test_logs_and_checkpoints_fall_every_n_steps_and_on_the_last():
+    assert [done for done in range(1, 26) if due(done, 10, 25)] == [10, 20, 25]
 
 
 def final_state(out: Path) -> dict[str, torch.Tensor]:

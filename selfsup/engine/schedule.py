@@ -21,3 +21,9 @@ def set_learning_rates(optimizer: Optimizer, peak: float, scheduled: float) -> N
     ``constant_lr`` (SimSiam's predictor), times the group's ``lr_scale`` (BYOL's predictor)."""
     for group in optimizer.param_groups:
         group["lr"] = (peak if group.get("constant_lr") else scheduled) * group.get("lr_scale", 1.0)
+
+
+def due(done: int, every: int, total: int) -> bool:
+    """Whether step ``done`` (1-based) logs or checkpoints: every ``every`` steps, and always the last,
+    so a run's final state is on disk whatever its length."""
+    return done % every == 0 or done == total

@@ -45,7 +45,7 @@ from .logger import COLUMNS, MetricsLogger
 from .monitor import CollapseWatch
 from .optim import TurnOptimizers, build_method_optimizer
 from .runtime import prepare_out, seed_everything, step_generator
-from .schedule import set_learning_rates, warmup_cosine
+from .schedule import due, set_learning_rates, warmup_cosine
 
 log = logging.getLogger("selfsup")
 KILL_ENV = "SELFSUP_KILL_AT_STEP"  # test hook: SIGKILL this process right after that step
@@ -516,7 +516,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
             generator = step_generator(cfg.seed, 2, step, *((part.rank,) if part.active else ()))
             # one rule for what metrics.csv records and what the method computes for it
-            method.logging_step = (step + 1) % cfg.log_every == 0 or step + 1 == total
+            method.logging_step = due(step + 1, cfg.log_every, total)
             loss, embedding, extras = _train_step(method, optimizer, images, indices.to(device), generator, amp,
                                                   device, cfg.grad_clip, model)
             if not torch.isfinite(loss):
@@ -540,7 +540,7 @@ def _pretrain(cfg: PretrainConfig, out: Path, part: DistContext, device: torch.d
                             "images_per_second": round(ips, 2), "seconds": round(now - loop_start, 3), **health,
                             **{k: round(float(v), 5) for k, v in extras.items()}})
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
-            if (done % cfg.checkpoint_every == 0 or done == total) and part.is_main:
+            if due(done, cfg.checkpoint_every, total) and part.is_main:
                 ckpt.save_checkpoint(folder, done, method, optimizer, meta)
             if done == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)

@@ -35,7 +35,7 @@ from ..engine import checkpoint as ckpt
 from ..engine.logger import MetricsLogger
 from ..engine.optim import param_groups
 from ..engine.runtime import prepare_out, resolve_device, seed_everything, step_generator
-from ..engine.schedule import set_learning_rates
+from ..engine.schedule import due, set_learning_rates
 from ..engine.trainer import KILL_ENV
 from ..errors import ConfigError, NonFiniteLossError
 from ..evaluate.finetune import Classifier, accuracy
@@ -265,7 +265,7 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     meta = {"config": to_dict(cfg), "total_steps": cfg.steps}
     logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
     bar = tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step", file=sys.stderr, disable=not progress)
-    loop_start, window = time.perf_counter(), time.perf_counter()
+    loop_start, window, window_from = time.perf_counter(), time.perf_counter(), start
     kill_at = int(os.environ.get(KILL_ENV, "-1"))
     try:
         for step in range(start, cfg.steps):
@@ -276,15 +276,16 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
                                          f"{'last good checkpoint: ' + str(kept) if kept else 'no checkpoint yet'}")
             done = step + 1
             bar.update(1)
-            if done % cfg.log_every == 0 or done == cfg.steps:
+            if due(done, cfg.log_every, cfg.steps):
                 now = time.perf_counter()
-                images = cfg.log_every * run.batch_size * (1 + 2 * run.ratio)
+                # the window since the last log: shorter than log_every for the last one, or after a resume
+                images = (done - window_from) * run.batch_size * (1 + 2 * run.ratio)
                 logger.log({"step": done, **{k: v.item() for k, v in scalars.items()},
                             "images_per_second": round(images / max(now - window, 1e-9), 2),
                             "seconds": round(now - loop_start, 3)})
-                window = now
+                window, window_from = now, done
                 bar.set_postfix(loss=f"{scalars['loss'].item():.3f}", mask=f"{scalars['mask_rate'].item():.2f}")
-            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            if due(done, cfg.checkpoint_every, cfg.steps):
                 ckpt.save_checkpoint(folder, done, state, run.optimizer, meta)
             if done == kill_at:  # test hook, as in pretraining
                 os.kill(os.getpid(), signal.SIGKILL)
