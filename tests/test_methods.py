@@ -90,6 +90,8 @@ def test_pirl_infonce_variant_trains(batch):
     assert_loss_falls(method, batch, warmup=12)
     with pytest.raises(ValueError, match="loss_type"):
         make("pirl", loss_type="softmax")
+    with pytest.raises(ValueError, match="partition"):  # NCE's option, refused rather than ignored
+        make("pirl", loss_type="infonce", partition="first_batch")
 
 
 @pytest.mark.parametrize("name", METHODS.names())

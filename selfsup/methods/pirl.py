@@ -53,6 +53,8 @@ class PIRL(Method):
             raise ValueError("loss_weight must be in [0, 1] and bank_momentum in [0, 1)")
         if loss_type not in ("nce", "infonce"):
             raise ValueError(f"loss_type must be 'nce' or 'infonce', got {loss_type!r}")
+        if loss_type == "infonce" and partition != "batch":
+            raise ValueError(f"partition={partition!r} is NCE's partition estimate; loss_type='infonce' has none")
         d = backbone.feature_dim
         self.image_head = nn.Linear(d, projection_dim)
         self.tile_head = nn.Linear(d, projection_dim)
