@@ -13,6 +13,11 @@ A random-weights row (mean of 3 initializations) is the bar: every method must b
 by 2 points (`random` for ResNet-18, `random-vit` for MAE's ViT-Tiny, `random-dcgan` for the GANs'
 DCGAN discriminator).
 
+``--stem small`` pretrains and scores with ResNet's CIFAR stem instead (and its own random bar);
+``--layer MODULE`` scores rows at an inner module instead (e.g. ``layer3``, its output averaged over
+space), beside a random row at the same module: the per-layer probes of Zhang et al. 2016 and Goyal et
+al. 2019, where a pretext task's last layer, specialized to the task, is often not its best.
+
 Rows are written to OUT/rows.json as they finish; a re-run skips finished rows, so the table
 can be built across several sittings. Run it alone on the machine (timings are shared-CPU
 sensitive).
@@ -43,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.backbones import build_backbone
+from selfsup.backbones import LayerFeatures, build_backbone
 from selfsup.backbones.io import load_backbone
 from selfsup.data.images import Prepared, probe_spec
 from selfsup.data.sources import open_source
@@ -78,8 +83,9 @@ def bar_of(method: str) -> str:
     return next((key for key, arch in RANDOM_BARS.items() if backbone == arch), "random")
 
 
-def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tuple[float, float]:
+def score(backbone, train: Prepared, test: Prepared, norm: Normalization, layer: str | None = None) -> tuple[float, float]:
     device = torch.device("cpu")
+    backbone = LayerFeatures(backbone, layer, 32) if layer else backbone
     bank, bank_pos = extract_features(backbone, train, norm, 32, device, batch_size=512)
     query, query_pos = extract_features(backbone, test, norm, 32, device, batch_size=512)
     train_y, test_y = torch.from_numpy(train.labels[bank_pos]), torch.from_numpy(test.labels[query_pos])
@@ -87,6 +93,11 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization) -> tup
     scores, _ = linear_probe(bank, train_y, query, 10)
     linear = float((scores.argmax(1) == test_y).float().mean())
     return knn, linear
+
+
+def protocol_suffix(stem: str, layer: str | None) -> str:
+    """How a row's key names a scoring protocol other than the table's (the stock stem, the final features)."""
+    return ("/small-stem" if stem == "small" else "") + (f"/{layer}" if layer else "")
 
 
 def setting_flags(settings: tuple[str, ...]) -> list[str]:
@@ -101,11 +112,11 @@ def setting_flags(settings: tuple[str, ...]) -> list[str]:
 
 
 def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1,
-             variant: tuple[str, ...] = (), settings: tuple[str, ...] = ()) -> tuple[dict, float]:
+             variant: tuple[str, ...] = (), settings: tuple[str, ...] = (), stem: str = "imagenet") -> tuple[dict, float]:
     extra = [a for kv in (*OVERRIDES.get(method, []), *variant) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
     extra += setting_flags(settings)
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
-           METHODS.get(method).recipe.backbone, "--stem", "imagenet", "--batch-size", "256", "--steps", str(steps), "--out", str(out),
+           METHODS.get(method).recipe.backbone, "--stem", stem, "--batch-size", "256", "--steps", str(steps), "--out", str(out),
            "--quiet", "--num-workers", "2", "--show-batch", str(out / "show-batch.png"), *extra]
     if (out / "checkpoints" / "latest.json").exists() and not (out / "result.json").exists():
         cmd = [sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet", "--devices",
@@ -136,12 +147,19 @@ def main() -> None:
                         help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="a variant of every method named (after its OVERRIDES): rows 'NAME@STEPS+KEY=VALUE'")
+    parser.add_argument("--layer", metavar="MODULE",
+                        help="score every row (random ones too) at this inner module's pooled output, e.g. layer3: "
+                             "rows 'NAME@STEPS/MODULE', compared with 'random/MODULE'; pretraining is reused")
+    parser.add_argument("--stem", choices=["imagenet", "small"], default="imagenet",
+                        help="small: ResNet's CIFAR stem (3x3 stride-1 conv, no max-pool) for pretraining and the "
+                             "random bar, about 16x the FLOPs: rows 'NAME@STEPS/small-stem' against 'random/small-stem'")
     parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE",
                         help="a training setting of every method named (`selfsup pretrain --KEY VALUE`, e.g. "
                              "lars_eta=0.02): rows 'NAME@STEPS+KEY=VALUE'")
     args = parser.parse_args()
     variant, settings = tuple(args.method_arg), tuple(args.setting)
     suffix = "".join(f"+{kv}" for kv in (*variant, *settings))
+    protocol = protocol_suffix(args.stem, args.layer)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.json"
@@ -154,7 +172,9 @@ def main() -> None:
         key = f"{method}@{args.steps}" if not method.startswith("random") else method
         key += f"x{args.devices}" if args.devices > 1 and not method.startswith("random") else ""
         key += suffix if not method.startswith("random") else ""
-        run = out / ((method if args.devices == 1 else f"{method}-x{args.devices}") + suffix)
+        key += protocol
+        run = out / ((method if args.devices == 1 else f"{method}-x{args.devices}") + suffix
+                     + ("-small-stem" if args.stem == "small" else ""))
         if key in rows:
             continue
         t0 = time.perf_counter()
@@ -164,16 +184,16 @@ def main() -> None:
             scores = []
             for seed in range(3):
                 torch.manual_seed(seed)
-                scores.append(score(build_backbone(arch, 3, "imagenet", 32), train, test, norm))
-            rows[key] = {"method": f"random {arch} (3 inits)", "knn": float(np.mean([s[0] for s in scores])),
+                scores.append(score(build_backbone(arch, 3, args.stem, 32), train, test, norm, args.layer))
+            rows[key] = {"method": f"random {arch} (3 inits)", "stem": args.stem, "layer": args.layer, "knn": float(np.mean([s[0] for s in scores])),
                          "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
         else:
-            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant, settings)
+            result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant, settings, args.stem)
             t_scored = time.perf_counter()
             backbone, info = load_backbone(run)
-            knn, linear = score(backbone, train, test, Normalization(**info["normalization"]))
+            knn, linear = score(backbone, train, test, Normalization(**info["normalization"]), args.layer)
             pretext = pretext_score(run, test) if method in PRETEXT else {}
-            rows[key] = {"method": method, "steps": result["steps"], "knn": knn, "linear": linear,
+            rows[key] = {"method": method, "stem": args.stem, "layer": args.layer, "steps": result["steps"], "knn": knn, "linear": linear,
                          "processes": result.get("processes", 1),
                          "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
                          "train_seconds": result["train_seconds"],
@@ -190,14 +210,15 @@ def main() -> None:
           "| pretext task on test/ |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in rows.items():
+        at = (" (small stem)" if r.get("stem") == "small" else "") + (f" at {r['layer']}" if r.get("layer") else "")
         if key.startswith("random"):
-            print(f"| {r['method']} | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | | |")
+            print(f"| {r['method']}{at} | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | | |")
             continue
-        bar = rows.get(bar_of(r["method"]), {}).get("knn")
+        bar = rows.get(bar_of(r["method"]) + protocol_suffix(r.get("stem", "imagenet"), r.get("layer")), {}).get("knn")
         gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
-        name = r["method"] + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
+        name = r["method"] + at + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
         name += "".join(f" +{kv}" for kv in [*r.get("overrides", []), *r.get("settings", [])]
                         if kv not in OVERRIDES.get(r["method"], []))
         print(f"| {name} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "

@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(p, pool=False)
     p.add_argument("--k", type=int, default=S, help="neighbours (default 200, capped at the labeled count)")
     p.add_argument("--temperature", type=float, default=S, help="kNN vote temperature (default 0.1)")
+    p.add_argument("--layer", default=S, metavar="MODULE",
+                   help="probe this inner module's output, averaged over space, e.g. layer3 (default: the final features)")
     p.add_argument("--batch-size", type=int, default=S)
     p.add_argument("--seed", type=int, default=S)
 

@@ -69,6 +69,7 @@ class EvalConfig(DataConfig):
     batch_size: int = 256
     device: str = "auto"
     seed: int = 0
+    layer: str | None = None  # probe this inner module's pooled output (e.g. layer3) instead of the final features
 
 
 @dataclass

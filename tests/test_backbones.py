@@ -6,7 +6,7 @@ import torchvision
 from PIL import Image
 
 import selfsup
-from selfsup.backbones import build_backbone, list_backbones
+from selfsup.backbones import LayerFeatures, build_backbone, list_backbones
 from selfsup.backbones.io import save_encoder
 from selfsup.errors import ConfigError
 from selfsup.views import Normalization
@@ -31,6 +31,23 @@ def test_weights_load_into_torchvision_model_strictly():
     plain = torchvision.models.resnet50()
     plain.fc = nn.Identity()
     plain.load_state_dict(stock.model.state_dict(), strict=True)
+
+
+def test_layer_features_are_the_inner_modules_output_averaged_over_space():
+    torch.manual_seed(0)
+    bb = build_backbone("resnet18", 3, "imagenet", 32).eval()
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        # The stock forward, stopped after layer3 by hand.
+        m = bb.model
+        by_hand = m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))).mean(dim=(2, 3))
+        at_layer3 = LayerFeatures(bb, "layer3", 32)
+        torch.testing.assert_close(at_layer3(x), by_hand)
+        assert at_layer3.feature_dim == 256
+        # layer4 averaged over space is what the global pool gives: the backbone's own features.
+        torch.testing.assert_close(LayerFeatures(bb, "layer4", 32)(x), bb(x))
+    with pytest.raises(ConfigError, match="no module 'layer9'.*layer3, layer4"):
+        LayerFeatures(bb, "layer9", 32)
 
 
 def test_timm_backbone_by_name():

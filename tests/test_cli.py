@@ -118,6 +118,12 @@ def test_eval_and_finetune_json(tmp_path):
     assert payload["n_train"] + payload["n_test"] == 1797 and abs(payload["n_test"] - 360) <= 5
     result = cli("eval", "linear", "--checkpoint", str(run / "encoder.safetensors"), "--labeled", "digits", "--json")
     assert json.loads(result.stdout.strip().splitlines()[-1])["protocol"] == "linear"
+    # small-convnet's third block ends at module 19 (its ReLU, 128 channels): a per-layer probe.
+    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "19", "--json")
+    inner = json.loads(result.stdout.strip().splitlines()[-1])
+    assert inner["layer"] == "19" and 0.2 < inner["top1"] <= 1 and inner["top1"] != payload["top1"]
+    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "nope")
+    assert result.returncode != 0 and "no module 'nope'" in result.stderr.strip().splitlines()[-1]
     result = cli("finetune", "--checkpoint", str(run), "--labeled", "digits", "--labels-per-class", "2",
                  "--seeds", "2", "--steps", "3", "--json", "--quiet")
     assert result.returncode == 0, result.stderr

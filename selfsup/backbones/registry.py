@@ -64,13 +64,27 @@ class Backbone(nn.Module):
         if not pools:
             raise ConfigError(f"backbone {self.spec.name} has no global pooling layer to take a feature map from; "
                               "dense pretext tasks need a convolutional backbone (e.g. resnet18)")
+        return self._captured(pools[-1], images, its_input=True)
+
+    def _captured(self, module: nn.Module, images: torch.Tensor, its_input: bool,
+                  reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> torch.Tensor:
+        """``reduce`` of what ``module`` reads (``its_input``) or writes in a forward pass on ``images``,
+        applied at once: a later in-place op (ReLU(inplace=True)) must not change what was captured."""
         captured: list[torch.Tensor] = []
-        handle = pools[-1].register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        handle = (module.register_forward_pre_hook(lambda m, args: captured.append(reduce(args[0]))) if its_input
+                  else module.register_forward_hook(lambda m, args, out: captured.append(reduce(out))))
         try:
             self.model(images)
         finally:
             handle.remove()
         return captured[-1]
+
+    def pooled_at(self, layer: str, images: torch.Tensor) -> torch.Tensor:
+        """B x C features of the inner module ``layer`` (e.g. ResNet's ``layer3``): its output map
+        averaged over space (B x C x h x w ...) or over tokens (B x T x C)."""
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self._captured(self.model.get_submodule(layer), images, its_input=False, reduce=_average_positions)
 
     @torch.no_grad()
     def feature_map_shape(self, image_size: int) -> tuple[int, int]:
@@ -82,6 +96,39 @@ class Backbone(nn.Module):
         finally:
             self.train(was_training)
         return int(out.shape[1]), int(out.shape[2])
+
+
+def _average_positions(out: torch.Tensor) -> torch.Tensor:
+    """B x C from a channels-first map (B x C x h x w ...), a token sequence (B x T x C) or B x C itself."""
+    if out.ndim > 3:
+        return out.mean(dim=tuple(range(2, out.ndim)))
+    return out.mean(dim=1) if out.ndim == 3 else out.flatten(1)
+
+
+class LayerFeatures(nn.Module):
+    """A backbone read at an inner module: the per-layer probes of Zhang et al. 2016 (colorization,
+    "Colorful Image Colorization", section 3.2) and Goyal et al. 2019 ("Scaling and Benchmarking
+    Self-Supervised Visual Representation Learning", section 4), who score every method at each layer.
+    A pretext task's last layer specializes to that task; an earlier one may transfer better."""
+
+    def __init__(self, backbone: Backbone, layer: str, image_size: int) -> None:
+        super().__init__()
+        names = [name for name, _ in backbone.model.named_children()]
+        try:
+            backbone.model.get_submodule(layer)
+        except AttributeError:
+            raise ConfigError(f"backbone {backbone.spec.name} has no module {layer!r} to probe; "
+                              f"its top-level modules: {', '.join(names)}") from None
+        self.backbone, self.layer, self.spec = backbone, layer, backbone.spec
+        was_training = backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            probe = torch.zeros(1, backbone.spec.in_channels, max(image_size, 8), max(image_size, 8))
+            self.feature_dim = int(backbone.pooled_at(layer, probe).shape[1])
+        backbone.train(was_training)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.backbone.pooled_at(self.layer, images)
 
 
 def _torchvision_model(name: str) -> nn.Module:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..backbones import LayerFeatures
 from ..backbones.io import load_backbone
 from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
@@ -59,6 +60,10 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     backbone.to(device)
     train, test = _labeled_data(cfg, info, None)
     norm, image_size = _input(info)
+    if cfg.layer:
+        if info.get("modality", "image") != "image":
+            raise ConfigError(f"--layer probes image encoders; this checkpoint is a {info['modality']} encoder")
+        backbone = LayerFeatures(backbone, cfg.layer, image_size)
     train_x, train_pos = extract_features(backbone, train, norm, image_size, device, cfg.batch_size,
                                           num_workers=cfg.num_workers)
     test_x, test_pos = extract_features(backbone, test, norm, image_size, device, cfg.batch_size,
@@ -66,7 +71,7 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     train_y = torch.from_numpy(np.asarray(train.labels)[train_pos])
     test_y = torch.from_numpy(np.asarray(test.labels)[test_pos])
     num_classes = max(train.collection.num_classes, int(train_y.max()) + 1)
-    result: dict = {"protocol": protocol}
+    result: dict = {"protocol": protocol, "layer": cfg.layer}
     if protocol == "knn":
         k = min(cfg.k, len(train_y))
         scores = knn_predict(train_x, train_y, test_x, num_classes, k=k, temperature=cfg.temperature)
