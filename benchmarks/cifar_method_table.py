@@ -185,15 +185,17 @@ def main() -> None:
             for seed in range(3):
                 torch.manual_seed(seed)
                 scores.append(score(build_backbone(arch, 3, args.stem, 32), train, test, norm, args.layer))
-            rows[key] = {"method": f"random {arch} (3 inits)", "stem": args.stem, "layer": args.layer, "knn": float(np.mean([s[0] for s in scores])),
-                         "linear": float(np.mean([s[1] for s in scores])), "knn_each": [s[0] for s in scores]}
+            rows[key] = {"method": f"random {arch} (3 inits)", "stem": args.stem, "layer": args.layer,
+                         "knn": float(np.mean([s[0] for s in scores])), "linear": float(np.mean([s[1] for s in scores])),
+                         "knn_each": [s[0] for s in scores]}
         else:
             result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant, settings, args.stem)
             t_scored = time.perf_counter()
             backbone, info = load_backbone(run)
             knn, linear = score(backbone, train, test, Normalization(**info["normalization"]), args.layer)
             pretext = pretext_score(run, test) if method in PRETEXT else {}
-            rows[key] = {"method": method, "stem": args.stem, "layer": args.layer, "steps": result["steps"], "knn": knn, "linear": linear,
+            rows[key] = {"method": method, "stem": args.stem, "layer": args.layer, "steps": result["steps"],
+                         "knn": knn, "linear": linear,
                          "processes": result.get("processes", 1),
                          "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
                          "train_seconds": result["train_seconds"],
