@@ -86,16 +86,23 @@ class Backbone(nn.Module):
             images = images.contiguous(memory_format=torch.channels_last)
         return self._captured(self.model.get_submodule(layer), images, its_input=False, reduce=_average_positions)
 
-    @torch.no_grad()
     def feature_map_shape(self, image_size: int) -> tuple[int, int]:
         """(channels, side) of ``feature_map`` for square inputs of ``image_size`` (decoders are sized from it)."""
-        was_training = self.training
-        self.eval()
-        try:
-            out = self.feature_map(torch.zeros(1, self.spec.in_channels, image_size, image_size))
-        finally:
-            self.train(was_training)
+        out = _probe(self, self.feature_map, self.spec.in_channels, image_size)
         return int(out.shape[1]), int(out.shape[2])
+
+
+@torch.no_grad()
+def _probe(module: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], in_channels: int,
+           side: int) -> torch.Tensor:
+    """``forward`` of one zero image (in_channels x side x side) with ``module`` in eval mode (batch norm
+    refuses a training batch of one 1x1 map), its mode restored after: how output shapes are read."""
+    was_training = module.training
+    module.eval()
+    try:
+        return forward(torch.zeros(1, in_channels, side, side))
+    finally:
+        module.train(was_training)
 
 
 def _average_positions(out: torch.Tensor) -> torch.Tensor:
@@ -113,19 +120,14 @@ class LayerFeatures(nn.Module):
 
     def __init__(self, backbone: Backbone, layer: str, image_size: int) -> None:
         super().__init__()
-        names = [name for name, _ in backbone.model.named_children()]
         try:
             backbone.model.get_submodule(layer)
         except AttributeError:
+            names = [name for name, _ in backbone.model.named_children()]
             raise ConfigError(f"backbone {backbone.spec.name} has no module {layer!r} to probe; "
                               f"its top-level modules: {', '.join(names)}") from None
-        self.backbone, self.layer, self.spec = backbone, layer, backbone.spec
-        was_training = backbone.training
-        backbone.eval()
-        with torch.no_grad():
-            probe = torch.zeros(1, backbone.spec.in_channels, max(image_size, 8), max(image_size, 8))
-            self.feature_dim = int(backbone.pooled_at(layer, probe).shape[1])
-        backbone.train(was_training)
+        self.backbone, self.layer = backbone, layer
+        self.feature_dim = int(_probe(backbone, self.forward, backbone.spec.in_channels, max(image_size, 8)).shape[1])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone.pooled_at(self.layer, images)
@@ -180,13 +182,7 @@ def build_from_spec(spec: BackboneSpec, image_size: int = 224) -> Backbone:
 
 
 def _feature_dim(model: nn.Module, in_channels: int, image_size: int) -> int:
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        size = max(image_size, 8)
-        out = model(torch.zeros(1, in_channels, size, size))
-    model.train(was_training)
-    return int(out.flatten(1).shape[1])
+    return int(_probe(model, model, in_channels, max(image_size, 8)).flatten(1).shape[1])
 
 
 @OWN_BACKBONES.register("small-convnet")
