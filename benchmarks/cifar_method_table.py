@@ -17,6 +17,9 @@ DCGAN discriminator).
 ``--layer MODULE`` scores rows at an inner module instead (e.g. ``layer3``, its output averaged over
 space), beside a random row at the same module: the per-layer probes of Zhang et al. 2016 and Goyal et
 al. 2019, where a pretext task's last layer, specialized to the task, is often not its best.
+``--patch-grid N`` scores rows on N x N cells of each image, each read alone, their features averaged
+(Kolesnikov et al. 2019's evaluation of jigsaw and relative patch location), beside a random row
+scored the same way.
 
 Rows are written to OUT/rows.json as they finish; a re-run skips finished rows, so the table
 can be built across several sittings. Run it alone on the machine (timings are shared-CPU
@@ -48,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.backbones import LayerFeatures, build_backbone
+from selfsup.backbones import build_backbone, probed_features
 from selfsup.backbones.io import load_backbone
 from selfsup.data.images import Prepared, probe_spec
 from selfsup.data.sources import open_source
@@ -83,9 +86,10 @@ def bar_of(method: str) -> str:
     return next((key for key, arch in RANDOM_BARS.items() if backbone == arch), "random")
 
 
-def score(backbone, train: Prepared, test: Prepared, norm: Normalization, layer: str | None = None) -> tuple[float, float]:
+def score(backbone, train: Prepared, test: Prepared, norm: Normalization, layer: str | None = None,
+          patch_grid: int | None = None) -> tuple[float, float]:
     device = torch.device("cpu")
-    backbone = LayerFeatures(backbone, layer, 32) if layer else backbone
+    backbone = probed_features(backbone, 32, layer, patch_grid)
     bank, bank_pos = extract_features(backbone, train, norm, 32, device, batch_size=512)
     query, query_pos = extract_features(backbone, test, norm, 32, device, batch_size=512)
     train_y, test_y = torch.from_numpy(train.labels[bank_pos]), torch.from_numpy(test.labels[query_pos])
@@ -95,9 +99,11 @@ def score(backbone, train: Prepared, test: Prepared, norm: Normalization, layer:
     return knn, linear
 
 
-def protocol_suffix(stem: str, layer: str | None) -> str:
-    """How a row's key names a scoring protocol other than the table's (the stock stem, the final features)."""
-    return ("/small-stem" if stem == "small" else "") + (f"/{layer}" if layer else "")
+def protocol_suffix(stem: str, layer: str | None, patch_grid: int | None = None) -> str:
+    """How a row's key names a scoring protocol other than the table's (the stock stem, the final
+    features of the whole image)."""
+    return (("/small-stem" if stem == "small" else "") + (f"/{layer}" if layer else "")
+            + (f"/grid{patch_grid}" if patch_grid else ""))
 
 
 def setting_flags(settings: tuple[str, ...]) -> list[str]:
@@ -150,6 +156,10 @@ def main() -> None:
     parser.add_argument("--layer", metavar="MODULE",
                         help="score every row (random ones too) at this inner module's pooled output, e.g. layer3: "
                              "rows 'NAME@STEPS/MODULE', compared with 'random/MODULE'; pretraining is reused")
+    parser.add_argument("--patch-grid", type=int, metavar="N",
+                        help="score every row (random ones too) on N x N cells of each image, their features "
+                             "averaged (Kolesnikov et al. 2019's evaluation of patch-based tasks): rows "
+                             "'NAME@STEPS/gridN', compared with 'random/gridN'; pretraining is reused")
     parser.add_argument("--stem", choices=["imagenet", "small"], default="imagenet",
                         help="small: ResNet's CIFAR stem (3x3 stride-1 conv, no max-pool) for pretraining and the "
                              "random bar, about 16x the FLOPs: rows 'NAME@STEPS/small-stem' against 'random/small-stem'")
@@ -159,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     variant, settings = tuple(args.method_arg), tuple(args.setting)
     suffix = "".join(f"+{kv}" for kv in (*variant, *settings))
-    protocol = protocol_suffix(args.stem, args.layer)
+    protocol = protocol_suffix(args.stem, args.layer, args.patch_grid)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows_path = out / "rows.json"
@@ -184,17 +194,20 @@ def main() -> None:
             scores = []
             for seed in range(3):
                 torch.manual_seed(seed)
-                scores.append(score(build_backbone(arch, 3, args.stem, 32), train, test, norm, args.layer))
+                scores.append(score(build_backbone(arch, 3, args.stem, 32), train, test, norm, args.layer, args.patch_grid))
             rows[key] = {"method": f"random {arch} (3 inits)", "stem": args.stem, "layer": args.layer,
+                         "patch_grid": args.patch_grid,
                          "knn": float(np.mean([s[0] for s in scores])), "linear": float(np.mean([s[1] for s in scores])),
                          "knn_each": [s[0] for s in scores]}
         else:
             result, peak_gb = pretrain(method, args.zip, args.steps, run, args.devices, variant, settings, args.stem)
             t_scored = time.perf_counter()
             backbone, info = load_backbone(run)
-            knn, linear = score(backbone, train, test, Normalization(**info["normalization"]), args.layer)
+            knn, linear = score(backbone, train, test, Normalization(**info["normalization"]), args.layer,
+                                args.patch_grid)
             pretext = pretext_score(run, test) if method in PRETEXT else {}
-            rows[key] = {"method": method, "stem": args.stem, "layer": args.layer, "steps": result["steps"],
+            rows[key] = {"method": method, "stem": args.stem, "layer": args.layer, "patch_grid": args.patch_grid,
+                         "steps": result["steps"],
                          "knn": knn, "linear": linear,
                          "processes": result.get("processes", 1),
                          "images_per_second": result["images_per_second"], "peak_gb": round(peak_gb, 2),
@@ -212,11 +225,13 @@ def main() -> None:
           "| pretext task on test/ |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for key, r in rows.items():
-        at = (" (small stem)" if r.get("stem") == "small" else "") + (f" at {r['layer']}" if r.get("layer") else "")
+        at = ((" (small stem)" if r.get("stem") == "small" else "") + (f" at {r['layer']}" if r.get("layer") else "")
+              + (f" on {r['patch_grid']}x{r['patch_grid']} cells" if r.get("patch_grid") else ""))
         if key.startswith("random"):
             print(f"| {r['method']}{at} | 0 | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | | | | | | |")
             continue
-        bar = rows.get(bar_of(r["method"]) + protocol_suffix(r.get("stem", "imagenet"), r.get("layer")), {}).get("knn")
+        bar = rows.get(bar_of(r["method"]) + protocol_suffix(r.get("stem", "imagenet"), r.get("layer"),
+                                                            r.get("patch_grid")), {}).get("knn")
         gain = f"{100 * (r['knn'] - bar):+.2f}" if bar is not None else "n/a"
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")

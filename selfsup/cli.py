@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=S, help="kNN vote temperature (default 0.1)")
     p.add_argument("--layer", default=S, metavar="MODULE",
                    help="probe this inner module's output, averaged over space, e.g. layer3 (default: the final features)")
+    p.add_argument("--patch-grid", type=int, default=S, metavar="N",
+                   help="cut each image into N x N cells, read each alone, average their features "
+                        "(for patch-based pretext tasks; default: the whole image)")
     p.add_argument("--batch-size", type=int, default=S)
     p.add_argument("--seed", type=int, default=S)
 

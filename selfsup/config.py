@@ -70,6 +70,7 @@ class EvalConfig(DataConfig):
     device: str = "auto"
     seed: int = 0
     layer: str | None = None  # probe this inner module's pooled output (e.g. layer3) instead of the final features
+    patch_grid: int | None = None  # features averaged over a grid x grid of cells, each read alone
 
 
 @dataclass

@@ -6,7 +6,7 @@ import torchvision
 from PIL import Image
 
 import selfsup
-from selfsup.backbones import LayerFeatures, build_backbone, list_backbones
+from selfsup.backbones import LayerFeatures, PatchGridFeatures, build_backbone, list_backbones
 from selfsup.backbones.io import save_encoder
 from selfsup.errors import ConfigError
 from selfsup.views import Normalization
@@ -48,6 +48,30 @@ def test_layer_features_are_the_inner_modules_output_averaged_over_space():
         torch.testing.assert_close(LayerFeatures(bb, "layer4", 32)(x), bb(x))
     with pytest.raises(ConfigError, match="no module 'layer9'.*layer3, layer4"):
         LayerFeatures(bb, "layer9", 32)
+
+
+def test_patch_grid_features_average_each_cells_own_features():
+    torch.manual_seed(0)
+    bb = build_backbone("resnet18", 3, "imagenet", 32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        # 32 px into 3 x 3 cells of 10 px: the centre 30 px (offset 1), cell (i, j) at rows 1+10i.., cols 1+10j..
+        cells = [bb(x[:, :, 1 + 10 * i:11 + 10 * i, 1 + 10 * j:11 + 10 * j]) for i in range(3) for j in range(3)]
+        grid = PatchGridFeatures(bb, 3, 32)
+        torch.testing.assert_close(grid(x), torch.stack(cells).mean(0))
+        assert grid.feature_dim == 512 and grid.cell == 10
+        # One cell is the whole image; an inner layer composes (cells read at layer3).
+        torch.testing.assert_close(PatchGridFeatures(bb, 1, 32)(x), bb(x))
+        at_layer3 = LayerFeatures(bb, "layer3", 32)
+        cells3 = [at_layer3(x[:, :, 1 + 10 * i:11 + 10 * i, 1 + 10 * j:11 + 10 * j]) for i in range(3) for j in range(3)]
+        torch.testing.assert_close(PatchGridFeatures(at_layer3, 3, 32)(x), torch.stack(cells3).mean(0))
+        # Swapping two cells' contents leaves the mean unchanged; changing one cell changes it.
+        swapped = x.clone()
+        swapped[:, :, 1:11, 1:11], swapped[:, :, 21:31, 21:31] = x[:, :, 21:31, 21:31], x[:, :, 1:11, 1:11]
+        torch.testing.assert_close(grid(swapped), grid(x))
+        assert not torch.allclose(PatchGridFeatures(bb, 2, 32)(swapped), PatchGridFeatures(bb, 2, 32)(x))
+    with pytest.raises(ConfigError, match="patch grid 20"):
+        PatchGridFeatures(bb, 20, 32)
 
 
 def test_timm_backbone_by_name():

@@ -124,6 +124,13 @@ def test_eval_and_finetune_json(tmp_path):
     assert inner["layer"] == "19" and 0.2 < inner["top1"] <= 1 and inner["top1"] != payload["top1"]
     result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "nope")
     assert result.returncode != 0 and "no module 'nope'" in result.stderr.strip().splitlines()[-1]
+    # Kolesnikov et al.'s patch-based evaluation: 2 x 2 cells read alone, their features averaged.
+    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "2", "--json")
+    cells = json.loads(result.stdout.strip().splitlines()[-1])
+    assert cells["patch_grid"] == 2 and cells["layer"] is None and 0.12 < cells["top1"] <= 1  # 4-px cells: weak, above chance
+    assert cells["top1"] != payload["top1"]
+    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "50")
+    assert result.returncode != 0 and "patch grid 50" in result.stderr.strip().splitlines()[-1]
     result = cli("finetune", "--checkpoint", str(run), "--labeled", "digits", "--labels-per-class", "2",
                  "--seeds", "2", "--steps", "3", "--json", "--quiet")
     assert result.returncode == 0, result.stderr

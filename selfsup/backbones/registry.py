@@ -96,13 +96,15 @@ class Backbone(nn.Module):
 def _probe(module: nn.Module, forward: Callable[[torch.Tensor], torch.Tensor], in_channels: int,
            side: int) -> torch.Tensor:
     """``forward`` of one zero image (in_channels x side x side) with ``module`` in eval mode (batch norm
-    refuses a training batch of one 1x1 map), its mode restored after: how output shapes are read."""
-    was_training = module.training
+    refuses a training batch of one 1x1 map), each submodule's own mode restored after (a wrapper's
+    flag need not be its backbone's): how output shapes are read."""
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         return forward(torch.zeros(1, in_channels, side, side))
     finally:
-        module.train(was_training)
+        for m, was_training in modes:
+            m.training = was_training
 
 
 def _average_positions(out: torch.Tensor) -> torch.Tensor:
@@ -131,6 +133,46 @@ class LayerFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone.pooled_at(self.layer, images)
+
+
+class PatchGridFeatures(nn.Module):
+    """An image's features as the mean of its patches' features: the centre crop cut into a
+    ``grid`` x ``grid`` grid of equal cells, each cell read by ``features`` at its own size.
+
+    - [0] Kolesnikov, Zhai & Beyer, 2019, Revisiting Self-Supervised Visual Representation Learning,
+      https://arxiv.org/abs/1901.09005 (section 3; their evaluation of jigsaw and relative patch
+      location: a 3 x 3 grid, no jitter, patch representations average-pooled)
+
+    Patch-based pretext tasks train the encoder on patches a fraction of the image's size; read at
+    the whole image it sees a scale and context it never trained on. ``features``: a backbone or a
+    :class:`LayerFeatures` (both read B x C x s x s images, return B x D)."""
+
+    def __init__(self, features: nn.Module, grid: int, image_size: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if grid < 1 or image_size // grid < 2:
+            raise ConfigError(f"patch grid {grid} must be at least 1 and leave cells of 2 px or more "
+                              f"of a {image_size}-px image")
+        self.features, self.grid, self.cell = features, grid, image_size // grid
+        try:
+            self.feature_dim = int(_probe(features, features, in_channels, self.cell).shape[1])
+        except (RuntimeError, ValueError, AssertionError) as err:
+            raise ConfigError(f"this encoder cannot read {self.cell}-px patch-grid cells: {err}".splitlines()[0]) from None
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = images.shape
+        g, s = self.grid, self.cell
+        top, left = (height - g * s) // 2, (width - g * s) // 2  # the centre crop the cells tile
+        crop = images[:, :, top:top + g * s, left:left + g * s]
+        cells = crop.reshape(b, c, g, s, g, s).permute(0, 2, 4, 1, 3, 5).reshape(b * g * g, c, s, s)
+        return self.features(cells).reshape(b, g * g, -1).mean(1)
+
+
+def probed_features(backbone: Backbone, image_size: int, layer: str | None = None,
+                    patch_grid: int | None = None) -> nn.Module:
+    """What a frozen-feature probe reads: the backbone's features, or an inner module's (``layer``),
+    either one averaged over a ``patch_grid`` x ``patch_grid`` grid of cells."""
+    features = LayerFeatures(backbone, layer, image_size) if layer else backbone
+    return PatchGridFeatures(features, patch_grid, image_size, backbone.spec.in_channels) if patch_grid else features
 
 
 def _torchvision_model(name: str) -> nn.Module:

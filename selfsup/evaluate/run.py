@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..backbones import LayerFeatures
+from ..backbones import probed_features
 from ..backbones.io import load_backbone
 from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
@@ -60,10 +60,7 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     backbone.to(device)
     train, test = _labeled_data(cfg, info, None)
     norm, image_size = _input(info)
-    if cfg.layer:
-        if info.get("modality", "image") != "image":
-            raise ConfigError(f"--layer probes image encoders; this checkpoint is a {info['modality']} encoder")
-        backbone = LayerFeatures(backbone, cfg.layer, image_size)
+    backbone = _probed(backbone, cfg, info, image_size)
     train_x, train_pos = extract_features(backbone, train, norm, image_size, device, cfg.batch_size,
                                           num_workers=cfg.num_workers)
     test_x, test_pos = extract_features(backbone, test, norm, image_size, device, cfg.batch_size,
@@ -71,7 +68,7 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     train_y = torch.from_numpy(np.asarray(train.labels)[train_pos])
     test_y = torch.from_numpy(np.asarray(test.labels)[test_pos])
     num_classes = max(train.collection.num_classes, int(train_y.max()) + 1)
-    result: dict = {"protocol": protocol, "layer": cfg.layer}
+    result: dict = {"protocol": protocol, "layer": cfg.layer, "patch_grid": cfg.patch_grid}
     if protocol == "knn":
         k = min(cfg.k, len(train_y))
         scores = knn_predict(train_x, train_y, test_x, num_classes, k=k, temperature=cfg.temperature)
@@ -83,6 +80,16 @@ def run_eval(cfg: EvalConfig, protocol: str) -> dict:
     result.update({"top1": acc[1], "top5": acc[5], "n_train": len(train_y), "n_test": len(test_y),
                    "seconds": round(time.perf_counter() - started, 3)})
     return result
+
+
+def _probed(backbone, cfg: EvalConfig, info: dict, image_size: int):
+    """What eval reads: the backbone, or an inner module (--layer), or the mean over cells (--patch-grid)."""
+    if not (cfg.layer or cfg.patch_grid):
+        return backbone
+    if info.get("modality", "image") != "image":
+        flag = "--layer" if cfg.layer else "--patch-grid"
+        raise ConfigError(f"{flag} probes image encoders; this checkpoint is a {info['modality']} encoder")
+    return probed_features(backbone, image_size, cfg.layer, cfg.patch_grid)
 
 
 def _input(info: dict) -> tuple[Normalization | None, int]:
