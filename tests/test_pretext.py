@@ -9,7 +9,7 @@ from selfsup.losses import masked_mse, normalized_patch_mse, rebalanced_colour_l
 from selfsup.views.corrupt import (CORRUPTIONS, corrupt_batch, masking_noise, random_token_mask, region_masks,
                                    rotate_batch)
 from selfsup.views.jigsaw import (NEIGHBOURS, drop_colour, jigsaw_tiles, min_hamming_distance, permutation_set,
-                                  project_colour, relative_patch_pairs, shuffle_tiles)
+                                  project_colour, relative_patch_grid, relative_patch_pairs, shuffle_tiles)
 from selfsup.views.lab import ab_bins, lab_to_rgb, rebalancing_weights, rgb_to_lab, soft_encode
 
 
@@ -78,6 +78,26 @@ def test_relative_patch_label_says_where_the_neighbour_is():
         # never touching: the gap minus the jitter stays between the patches along the offset axes
         if expect_row:
             assert abs(d_row) >= patch + gap - 2 * jitter
+
+
+def test_relative_patch_grid_holds_every_neighbour_at_its_label():
+    from selfsup.methods.relative_patch import every_pair
+
+    # Without gaps or jitter, the 9 patches of a view exactly 3 patches wide reassemble it.
+    x = torch.rand(2, 3, 12, 12, generator=gen())
+    grid = relative_patch_grid(x, gen(), 4, 0, 0)
+    rows = [torch.cat([grid[:, 3 * r + c] for c in range(3)], dim=-1) for r in range(3)]
+    torch.testing.assert_close(torch.cat(rows, dim=-2), x, rtol=0, atol=0)
+    # With gaps and jitter, every pair's label says where its neighbour is, as for one random pair.
+    patch, gap, jitter = 5, 2, 1
+    grid = relative_patch_grid(coordinates(16, 32), gen(), patch, gap, jitter)
+    centre, neighbour, labels = every_pair(grid)
+    assert centre.shape == (16 * 8, 2, patch, patch) and labels.tolist() == list(range(8)) * 16
+    for k in range(len(labels)):
+        torch.testing.assert_close(centre[k], grid[k // 8, 4])
+        expect = torch.tensor(NEIGHBOURS[int(labels[k])]) * (patch + gap)
+        moved = neighbour[k, :, 0, 0] - centre[k, :, 0, 0]
+        assert ((moved - expect).abs() <= 2 * jitter).all()
 
 
 def test_colour_dropping_keeps_one_channel_and_projection_removes_green_magenta():

@@ -108,11 +108,40 @@ def test_dense_tasks_build_on_a_stock_resnet_whose_last_map_is_one_pixel(name):
     assert torch.isfinite(method(images, torch.Generator().manual_seed(0))["loss"])
 
 
-@pytest.mark.parametrize("name, arg, patches, cut", [("relative_patch", "patch_input", 2 * 4, 8),
+def test_relative_patch_all_pairs_reads_each_grid_once_and_classifies_its_8_pairs():
+    """all_pairs (Kolesnikov et al. 2019): one backbone pass over the 9 patches of each image, then the
+    cross-entropy of all 8 (centre, neighbour) pairs, as computed here from the grid's own features."""
+    import torch.nn.functional as F
+
+    from selfsup.views.jigsaw import NEIGHBOUR_CELLS
+
+    norm = Normalization([0.5] * 3, [0.25] * 3)
+    images = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    torch.manual_seed(0)
+    backbone = build_backbone("small-convnet", 3, "small", 32)
+    method = METHODS.get("relative_patch")(backbone, Views.preset("pretext", 32, norm), all_pairs=True).eval()
+    seen = []
+    hook = backbone.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    out = method(images, torch.Generator().manual_seed(1))
+    hook.remove()
+    assert seen == [(4 * 9, 3, 8, 8)]
+    with torch.no_grad():
+        grid = method.grids(images, torch.Generator().manual_seed(1))  # the same draws as forward's
+        features = backbone(grid.flatten(0, 1)).view(4, 9, -1)
+        logits = torch.stack([method.classifier(torch.cat([features[b, 4], features[b, cell]])[None])[0]
+                              for b in range(4) for cell in NEIGHBOUR_CELLS])
+    torch.testing.assert_close(out["loss"], F.cross_entropy(logits, torch.arange(8).repeat(4)))
+    # Doersch et al.'s one random pair per image: two patches of each image in one pass.
+    single = METHODS.get("relative_patch")(backbone, Views.preset("pretext", 32, norm), all_pairs=False)
+    backbone.register_forward_hook(lambda module, inputs, output: seen.append(tuple(inputs[0].shape)))
+    assert torch.isfinite(single(images, torch.Generator().manual_seed(1))["loss"]) and seen[-1] == (4 * 2, 3, 8, 8)
+
+
+@pytest.mark.parametrize("name, arg, patches, cut", [("relative_patch", "patch_input", 9 * 4, 8),
                                                      ("jigsaw", "tile_input", 9 * 4, 7)])
 def test_tile_tasks_can_feed_their_patches_at_the_backbones_input_size(name, arg, patches, cut):
-    """Patches of a 32-px view (relative patch's quarter, 8 px; jigsaw's ¾ of a 10-px cell, 7 px) reach
-    the backbone as cut, or resized to the 32 px asked for."""
+    """Patches of a 32-px view (relative patch's quarter, 8 px, all 9 of its grid; jigsaw's ¾ of a 10-px
+    cell, 7 px) reach the backbone as cut, or resized to the 32 px asked for."""
     norm = Normalization([0.5] * 3, [0.25] * 3)
     images = (torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
     for size, side in ((None, cut), (32, 32)):

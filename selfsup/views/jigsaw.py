@@ -119,6 +119,22 @@ def shuffle_tiles(tiles: torch.Tensor, perms: torch.Tensor, generator: torch.Gen
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
+def _grid_span(x: torch.Tensor, patch: int, gap: int, jitter: int) -> int:
+    """The side of relative patch location's 3 x 3 grid with its gaps and jitter; it must fit the views."""
+    span = 3 * patch + 2 * gap + 2 * jitter
+    if span > min(x.shape[-2:]):
+        raise ValueError(f"3 patches of {patch} px with gaps of {gap} and jitter {jitter} need {span} px; "
+                         f"the views are {x.shape[-2]}x{x.shape[-1]}")
+    return span
+
+
+def _grid_origin(x: torch.Tensor, generator: torch.Generator, patch: int, gap: int, jitter: int) -> torch.Tensor:
+    """B x 2 (top, left) of each image's grid, at a random position of its view, inside the jitter margin."""
+    span, (h, w) = _grid_span(x, patch, gap, jitter), x.shape[-2:]
+    return torch.stack([torch.randint(0, h - span + 1, (len(x),), generator=generator),
+                        torch.randint(0, w - span + 1, (len(x),), generator=generator)], 1) + jitter
+
+
 def relative_patch_pairs(x: torch.Tensor, generator: torch.Generator, patch: int, gap: int,
                          jitter: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A centre patch and one of its 8 neighbours per image, with a gap and jitter between them.
@@ -128,14 +144,10 @@ def relative_patch_pairs(x: torch.Tensor, generator: torch.Generator, patch: int
     the boundary. The grid is placed at a random position of the view.
     Returns (centre B x C x p x p, neighbour B x C x p x p, labels B in 0..7).
     """
-    b, _, h, w = x.shape
-    span = 3 * patch + 2 * gap + 2 * jitter
-    if span > min(h, w):
-        raise ValueError(f"3 patches of {patch} px with gaps of {gap} and jitter {jitter} need {span} px; "
-                         f"the views are {h}x{w}")
+    b = len(x)
+    _grid_span(x, patch, gap, jitter)  # a grid too large fails before any draw
     labels = torch.randint(0, 8, (b,), generator=generator)
-    origin = torch.stack([torch.randint(0, h - span + 1, (b,), generator=generator),
-                          torch.randint(0, w - span + 1, (b,), generator=generator)], 1) + jitter  # B x 2
+    origin = _grid_origin(x, generator, patch, gap, jitter)
     step = patch + gap
     offsets = torch.tensor(NEIGHBOURS)[labels]  # B x 2 in cells
     shake = torch.randint(-jitter, jitter + 1, (b, 2, 2), generator=generator)  # per patch, per axis
@@ -144,6 +156,27 @@ def relative_patch_pairs(x: torch.Tensor, generator: torch.Generator, patch: int
     corners = torch.stack([centre, neighbour], 1)  # B x 2 patches x (top, left)
     pairs = cut_patches(x, corners[..., 0], corners[..., 1], patch)
     return pairs[:, 0], pairs[:, 1], labels
+
+
+def relative_patch_grid(x: torch.Tensor, generator: torch.Generator, patch: int, gap: int,
+                        jitter: int) -> torch.Tensor:
+    """All nine patches of relative patch location's 3 x 3 grid, each jittered on its own: the centre
+    (index 4) and its 8 neighbours, so one image gives all 8 (centre, neighbour) pairs.
+
+    Kolesnikov et al. 2019 (Revisiting Self-Supervised Visual Representation Learning) train Doersch
+    et al.'s task this way; gaps, jitter and grid placement are as in :func:`relative_patch_pairs`.
+    Returns B x 9 x C x p x p in row-major order of the grid's cells; neighbour label i is cell
+    ``NEIGHBOUR_CELLS[i]``.
+    """
+    origin = _grid_origin(x, generator, patch, gap, jitter)
+    cells = torch.tensor([(row, col) for row in range(3) for col in range(3)])  # 9 x 2
+    shake = torch.randint(-jitter, jitter + 1, (len(x), 9, 2), generator=generator)
+    corners = origin[:, None] + cells[None] * (patch + gap) + shake  # B x 9 x (top, left)
+    return cut_patches(x, corners[..., 0], corners[..., 1], patch)
+
+
+# The grid cell (row-major, of relative_patch_grid) of each neighbour label: NEIGHBOURS as cells.
+NEIGHBOUR_CELLS = tuple(3 * (1 + row) + 1 + col for row, col in NEIGHBOURS)
 
 
 def drop_colour(patches: torch.Tensor, generator: torch.Generator, noise: float = 0.01) -> torch.Tensor:
