@@ -28,8 +28,8 @@ from selfsup.backbones import build_backbone
 from selfsup.backbones.io import load_backbone
 from selfsup.data.images import Prepared, probe_spec
 from selfsup.data.sources import open_source
-from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.knn import knn_predict, topk_accuracy
+from selfsup.backbones.features import extract_features
+from selfsup.utils.knn import knn_predict, topk_accuracy
 from selfsup.views import Normalization, estimate_normalization
 
 IMAGENET = Normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])

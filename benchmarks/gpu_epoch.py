@@ -32,8 +32,10 @@ from selfsup.config import PretrainConfig
 from selfsup.data.images import Prepared, probe_spec
 from selfsup.data.sources import open_source
 from selfsup.engine.optim import build_optimizer
-from selfsup.engine.runtime import step_generator
-from selfsup.engine.trainer import _train_step, build_method, pretrain
+from selfsup.utils.runtime import step_generator
+from selfsup.engine.build import build_method
+from selfsup.engine.loop import Loop
+from selfsup.engine.trainer import method_turns, pretrain, pretrain_forward
 from selfsup.views import estimate_normalization
 
 
@@ -98,8 +100,10 @@ def step_flops(cfg: PretrainConfig, data: Prepared, spec, device: torch.device) 
     _, images = next(data.batches(np.arange(cfg.batch_size), cfg.batch_size))
     counter = FlopCounterMode(display=False)
     with counter:
-        _train_step(method, optimizer, images.to(device), torch.arange(len(images), device=device),
-                    step_generator(0, 0), device.type == "cuda", device, None)
+        forward = pretrain_forward(method, None, device.type == "cuda", device)
+        loop = Loop(optimizer, 1, lambda step: 0.0, 0.0, turns=method_turns(method, optimizer))
+        images, indices = images.to(device), torch.arange(len(images), device=device)
+        loop.step(lambda step, batch, logging, player: forward(images, indices, step_generator(0, 0), player), 0)
     return float(counter.get_total_flops())
 
 

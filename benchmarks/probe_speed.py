@@ -20,8 +20,8 @@ from selfsup.backbones.io import load_backbone
 from selfsup.data.images import Prepared, probe_spec
 from selfsup.data.sources import open_source
 from selfsup.data.splits import labeled_subset
-from selfsup.evaluate.features import extract_features
-from selfsup.evaluate.knn import knn_predict, topk_accuracy
+from selfsup.backbones.features import extract_features
+from selfsup.utils.knn import knn_predict, topk_accuracy
 from selfsup.evaluate.linear import linear_probe
 from selfsup.views import Normalization, estimate_normalization
 

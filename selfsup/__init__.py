@@ -6,7 +6,7 @@ Parts usable on their own: ``selfsup.losses`` (e.g. NTXentLoss), ``selfsup.heads
 (projection heads), ``selfsup.views`` (batched view pipelines), ``selfsup.backbones``.
 """
 from .backbones.io import load_encoder
-from .errors import ConfigError, NonFiniteLossError, SelfSupError
+from .utils.errors import ConfigError, NonFiniteLossError, SelfSupError
 
 __version__ = "0.1.0"
 __all__ = ["load_encoder", "ConfigError", "NonFiniteLossError", "SelfSupError", "__version__"]

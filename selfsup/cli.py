@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .errors import ConfigError, SelfSupError
+from .config import EvalConfig, FinetuneConfig, PretrainConfig, SemisupConfig, StudyConfig, build_config
+from .utils.errors import ConfigError, SelfSupError
 
 log = logging.getLogger("selfsup")
 S = argparse.SUPPRESS  # flags not given stay absent, so the config file's values survive
@@ -27,25 +28,65 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _data_flags(p: argparse.ArgumentParser, pool: bool) -> None:
-    if pool:
+def _data_flags(p: argparse.ArgumentParser, config: type) -> None:
+    """The data flags of the settings ``config`` has."""
+    import dataclasses
+
+    has = {f.name for f in dataclasses.fields(config)}
+    if "data" in has:
         p.add_argument("--data", default=S, metavar="PATH", help="unlabeled pool: folder, .zip/.tar, .npy/.npz, digits, cifar10")
-    p.add_argument("--labeled", default=S, metavar="PATH", help="labeled training set (class subfolders or labels)")
+    if "labeled" in has:
+        p.add_argument("--labeled", default=S, metavar="PATH", help="labeled training set (class subfolders or labels)")
     p.add_argument("--test", default=S, metavar="PATH", help="held-out test set (default: the source's test/ or a saved 80/20 split)")
-    p.add_argument("--image-size", type=int, default=S, help="view side in pixels (default: native up to 64 px, else 224)")
-    p.add_argument("--num-workers", type=int, default=S, help="DataLoader workers for streamed (large) images")
+    if "image_size" in has:
+        p.add_argument("--image-size", type=int, default=S, help="view side in pixels (default: native up to 64 px, else 224)")
+    if "num_workers" in has:
+        p.add_argument("--num-workers", type=int, default=S, help="DataLoader workers for streamed (large) images")
     p.add_argument("--strict", action="store_true", default=S, help="fail on the first unreadable image instead of skipping it")
     p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1 ... (under torchrun: cuda means each rank's GPU)")
+
+
+def _generated_flags(p: argparse.ArgumentParser, config: type) -> None:
+    """A flag for every setting of ``config`` that has no hand-written one above (dicts stay YAML-only):
+    adding a field to a config dataclass adds its flag, typed and helped by the field itself."""
+    import dataclasses
+    import typing
+
+    from .config import setting_help
+
+    taken = {a.dest for a in p._actions}
+    hints, helps = typing.get_type_hints(config), setting_help(config)
+    for f in dataclasses.fields(config):
+        hint = hints[f.name]
+        if f.name in taken or "dict" in str(hint):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if hint is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=S, help=helps.get(f.name))
+        else:  # read as text; the config converts it to the field's type and checks its range (exit 2)
+            p.add_argument(flag, default=S, metavar=f.name.upper(), help=helps.get(f.name))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfsup", description="Self-supervised pretraining, transfer and comparison.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _pretrain_command(sub)
+    _eval_command(sub)
+    _finetune_command(sub)
+    _study_command(sub)
+    _semisup_command(sub)
+    _demo_command(sub)
+    _methods_command(sub)
+    _words_command(sub)
+    return parser
 
+
+def _pretrain_command(sub: Any) -> None:
+    """The `pretrain` command and its flags."""
     p = sub.add_parser("pretrain", help="pretrain an encoder on unlabeled data",
                        description="Pretrain an encoder with a self-supervised method.")
     _common(p)
-    _data_flags(p, pool=True)
+    _data_flags(p, PretrainConfig)
     p.add_argument("--method", default=S, help="method name (see `selfsup methods`)")
     p.add_argument("--backbone", default=S, help="torchvision model name, timm:NAME, small-convnet, vit-tiny, vit-small "
                    "(default: the method's, resnet18 for most)")
@@ -89,12 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nodes", type=int, default=1, metavar="M",
                    help="machines in the run (with --devices; needs MASTER_ADDR, MASTER_PORT and NODE_RANK set)")
 
+    _generated_flags(p, PretrainConfig)
+
+
+def _eval_command(sub: Any) -> None:
+    """The `eval` command and its flags."""
     p = sub.add_parser("eval", help="score frozen features: knn or linear",
                        description="Frozen-feature evaluation of a pretrained encoder on labeled data.")
     p.add_argument("protocol", choices=["knn", "linear"])
     _common(p)
     p.add_argument("--checkpoint", default=S, metavar="PATH", help="run folder or encoder/checkpoint file")
-    _data_flags(p, pool=False)
+    _data_flags(p, EvalConfig)
     p.add_argument("--k", type=int, default=S, help="neighbours (default 200, capped at the labeled count)")
     p.add_argument("--temperature", type=float, default=S, help="kNN vote temperature (default 0.1)")
     p.add_argument("--layer", default=S, metavar="MODULE",
@@ -105,11 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=S)
     p.add_argument("--seed", type=int, default=S)
 
+    _generated_flags(p, EvalConfig)
+
+
+def _finetune_command(sub: Any) -> None:
+    """The `finetune` command and its flags."""
     p = sub.add_parser("finetune", help="fine-tune vs scratch on few labels",
                        description="Fine-tune the pretrained encoder and the same model from scratch on labeled subsets.")
     _common(p)
     p.add_argument("--checkpoint", default=S, metavar="PATH")
-    _data_flags(p, pool=False)
+    _data_flags(p, FinetuneConfig)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--labels-per-class", default=S, metavar="LIST", help="e.g. 1,10,all (default 1,10)")
     group.add_argument("--label-fraction", type=float, default=S, help="e.g. 0.01 for 1%% of the labels")
@@ -119,13 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=S, metavar="DIR", help="default: CHECKPOINT/finetune (replaced each run)")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
+    _generated_flags(p, FinetuneConfig)
+
+
+def _study_command(sub: Any) -> None:
+    """The `study` command and its flags."""
     p = sub.add_parser("study", help="label-efficiency study: methods x label budgets x seeds, with a report",
                        description="Pretrain each method (or reuse --checkpoint), then scratch, fine-tuning, linear "
                                    "probe and kNN at every label budget and seed on the same subsets; writes "
                                    "results.csv/json, label_efficiency.png, embedding_map.png and report.html. "
                                    "Re-run to continue an interrupted study.")
     _common(p)
-    _data_flags(p, pool=True)
+    _data_flags(p, StudyConfig)
     p.add_argument("--methods", default=S, metavar="LIST", help="methods to pretrain, e.g. simclr,byol,rotation")
     p.add_argument("--checkpoint", action="append", default=S, dest="checkpoints", metavar="[NAME=]PATH",
                    help="reuse a pretrained run folder or encoder file instead of pretraining (repeatable)")
@@ -142,12 +198,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=S, metavar="DIR", help="study folder (default study/); re-run to continue it")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
+    _generated_flags(p, StudyConfig)
+
+
+def _semisup_command(sub: Any) -> None:
+    """The `semisup` command and its flags."""
     p = sub.add_parser("semisup", help="semi-supervised training on few labels and the unlabeled pool: uda or fixmatch",
                        description="Train a classifier on a class-balanced labeled subset and the unlabeled pool together "
                                    "with a consistency loss (UDA or FixMatch), from random weights or a --checkpoint; "
                                    "reports test accuracy.")
     _common(p)
-    _data_flags(p, pool=True)
+    _data_flags(p, SemisupConfig)
     p.add_argument("--method", default=S, choices=["uda", "fixmatch"])
     p.add_argument("--method-arg", action="append", default=S, metavar="KEY=VALUE", dest="method_args",
                    help="e.g. threshold=0.95, weight=1, temperature=0.4 (UDA), tsa=exp|log|linear|null (UDA)")
@@ -168,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
+    _generated_flags(p, SemisupConfig)
+
+
+def _demo_command(sub: Any) -> None:
+    """The `demo` command and its flags."""
     p = sub.add_parser("demo", help="the main job on an embedded default: pretrain, transfer, compare",
                        description="SimCLR on scikit-learn's digits, then fine-tune vs scratch at 1 and 10 labels per class.")
     _common(p)
@@ -176,9 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", action="store_true",
                    help="the label-efficiency study instead: SimCLR, BYOL and rotation on digits, 1/10/100/all labels")
 
+
+def _methods_command(sub: Any) -> None:
+    """The `methods` command and its flags."""
     p = sub.add_parser("methods", help="list the methods with their papers and defaults")
     _common(p)
 
+
+def _words_command(sub: Any) -> None:
+    """The `words` command and its flags."""
     p = sub.add_parser("words", help="query a text run's word vectors: nearest neighbours, analogies, export",
                        description="Nearest neighbours (cosine) of words, A:B::C analogies (3CosAdd) and an export "
                                    "in word2vec's text format, from a text run's embedding table (word2vec's above all).")
@@ -188,7 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--analogy", action="append", default=[], metavar="A:B::C", help="a is to b as c is to ? (repeatable)")
     p.add_argument("-k", type=int, default=10, help="answers per query (default 10)")
     p.add_argument("--export", metavar="FILE.txt", help="write every word vector in word2vec's text format")
-    return parser
 
 
 def _split(args: argparse.Namespace, skip: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -250,8 +321,6 @@ def _print_summary(result: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from .config import EvalConfig, FinetuneConfig, PretrainConfig, StudyConfig, build_config
-
     progress = not args.quiet
     skip = NOT_SETTINGS
     if args.command == "pretrain":
@@ -272,7 +341,6 @@ def run(args: argparse.Namespace) -> dict:
 
         return run_study(build_config(StudyConfig, *_split(args, skip)), progress=progress)
     if args.command == "semisup":
-        from .config import SemisupConfig
         from .semisup import run_semisup
 
         return run_semisup(build_config(SemisupConfig, *_split(args, skip)), progress=progress)
@@ -295,9 +363,13 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _recipe(cls) -> dict:
+    """A method's training defaults, its hyper-parameters' defaults (``args``) and their types."""
     from dataclasses import asdict
 
-    return asdict(cls.recipe)
+    from .methods.base import method_arguments, method_defaults
+
+    return {**asdict(cls.recipe), "args": method_defaults(cls),
+            "arguments": [a.describe() for a in method_arguments(cls).values()]}
 
 
 def _human(command: str, result: dict) -> None:
@@ -357,8 +429,7 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
-    from .config import PretrainConfig, build_config
-    from .engine.runtime import prepare_out
+    from .utils.runtime import prepare_out
     from .methods import METHODS, ONE_PROCESS_ONLY
 
     cfg = build_config(PretrainConfig, *_split(args, NOT_SETTINGS))

@@ -1,16 +1,24 @@
-"""Shared fixtures: small real image folders and a fixed seed for every test."""
+"""Shared fixtures: small real image folders and a fixed seed for every test.
+
+The real data the suite reads is committed under ``tests/data/`` (CIFAR-10 JPEGs, SST-2 rows), so a
+plain clone runs its own tests. The few checks of the full data sets in ``../shared/datasets/`` are
+marked ``needs_shared`` and skipped where it is absent.
+"""
 from __future__ import annotations
 
 import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+DATA = Path(__file__).resolve().parent / "data"
+CIFAR_SLICE = DATA / "cifar10"  # the first 8 train and 4 test JPEGs of each class of the shared zip
+SST2_SLICE = DATA / "sst2"  # every 40th row of SST-2's train.tsv; the first 80 rows of dev.tsv
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 CIFAR_ZIP = SHARED / "cifar10-jpeg.zip"
+needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="the full data sets in ../shared/datasets are absent")
 
 
 @pytest.fixture(autouse=True)
@@ -21,16 +29,14 @@ def _seed(tmp_path, monkeypatch):
 
 
 def cifar_members(per_class: int, split: str = "train") -> list[tuple[str, bytes]]:
-    """The first ``per_class`` JPEGs of each class of the shared CIFAR-10 zip (real images)."""
+    """The first ``per_class`` JPEGs of each class of CIFAR-10's ``split`` (real images, from the slice
+    in tests/data: up to 8 a class for train, 4 for test), as (archive name, bytes)."""
     out = []
-    with zipfile.ZipFile(CIFAR_ZIP) as z:
-        names = sorted(n for n in z.namelist() if n.startswith(f"{split}/") and n.endswith(".jpg"))
-        counts: dict[str, int] = {}
-        for n in names:
-            cls = n.split("/")[1]
-            if counts.get(cls, 0) < per_class:
-                counts[cls] = counts.get(cls, 0) + 1
-                out.append((n, z.read(n)))
+    for folder in sorted((CIFAR_SLICE / split).iterdir()):
+        files = sorted(folder.glob("*.jpg"))
+        if len(files) < per_class:
+            raise ValueError(f"tests/data holds {len(files)} {split} images of {folder.name}, not {per_class}")
+        out += [(f"{split}/{folder.name}/{f.name}", f.read_bytes()) for f in files[:per_class]]
     return out
 
 

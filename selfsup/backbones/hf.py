@@ -25,7 +25,8 @@ import torch.nn as nn
 import yaml
 
 from ..data.text import CLS, FIRST_WORD, PAD, SEP
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
+from .pooling import masked_mean
 
 HF_PREFIX = "hf:"
 
@@ -133,8 +134,6 @@ class HFTextEncoder(nn.Module):
         return self._states(ids)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        from .text import masked_mean
-
         return masked_mean(self._states(ids), ids.long() != PAD)
 
 

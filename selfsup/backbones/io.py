@@ -9,9 +9,10 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file
 
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 from ..views import Normalization
-from .registry import Backbone, BackboneSpec, build_from_spec
+from .build import build_from_spec
+from .registry import Backbone, BackboneSpec
 from .spectral import bake_spectral_norm
 
 FORMAT = "selfsup-encoder/1"
@@ -21,7 +22,7 @@ def save_encoder(out_dir: Path, backbone: Backbone, normalization: Normalization
                  load_size: int | None, extra: dict[str, Any] | None = None) -> Path:
     """OUT/encoder.safetensors and encoder.json; a text encoder (no normalization, no image sizes)
     is described by ``extra`` (its token settings and tokenizer file)."""
-    from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
+    from ..utils.checkpoint import atomic_save_tensors, atomic_write_text
 
     path = out_dir / "encoder.safetensors"
     atomic_save_tensors(backbone.model.state_dict(), path, metadata={"format": FORMAT})
@@ -35,7 +36,7 @@ def save_encoder(out_dir: Path, backbone: Backbone, normalization: Normalization
 
 def _resolve(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Weights and encoder info from a run folder, an encoder file or a step checkpoint."""
-    from ..engine.checkpoint import latest_checkpoint, read_checkpoint
+    from ..utils.checkpoint import latest_checkpoint, read_checkpoint
 
     p = Path(path)
     if not p.exists():

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ..utils.errors import ConfigError
+from ..utils.registry import Registry
 from .stems import adapt_input
 
 OWN_BACKBONES: Registry[Callable[[int, int], nn.Module]] = Registry("backbone")  # (in_channels, image_size)
@@ -199,18 +199,8 @@ def _timm_model(name: str, in_channels: int) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels)
 
 
-def build_backbone(name: str, in_channels: int = 3, stem: str = "auto", image_size: int = 224) -> Backbone:
-    """Build a randomly initialized backbone by name with the right stem and input channels."""
-    stem = resolve_stem(stem, image_size)
-    spec = BackboneSpec(name=name, in_channels=in_channels, stem=stem)
-    return build_from_spec(spec, image_size)
-
-
-def build_from_spec(spec: BackboneSpec, image_size: int = 224) -> Backbone:
-    from .video import build_clip_backbone, is_clip_backbone
-
-    if is_clip_backbone(spec.name):
-        return build_clip_backbone(spec, image_size)
+def build_image_backbone(spec: BackboneSpec, image_size: int = 224) -> Backbone:
+    """An image backbone (torchvision, ``timm:NAME`` or selfsup's own) with fresh weights."""
     if spec.name in OWN_BACKBONES:
         model = OWN_BACKBONES.get(spec.name)(spec.in_channels, image_size)
     elif spec.name.startswith("timm:"):

@@ -19,7 +19,8 @@ import torch
 import torch.nn as nn
 
 from ..data.text import FIRST_WORD, PAD
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
+from .pooling import masked_mean
 from .registry import Backbone
 
 
@@ -80,12 +81,6 @@ class WordEmbedding(nn.Module):
         return masked_mean(self.tokens(ids), ids >= FIRST_WORD)
 
 
-def masked_mean(states: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mean over the positions where ``keep`` is true (zero for a row with none)."""
-    weights = keep.to(states.dtype).unsqueeze(-1)
-    return (states * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
 TEXT_BACKBONES = {
     # name: (builder of (vocab_size, max_length), description)
     "text-transformer": (lambda v, n: TextTransformer(v, n, 256, 4, 4), "4 layers, width 256, 4 heads"),
@@ -110,5 +105,4 @@ def build_text_backbone(name: str, vocab_size: int, max_length: int, config: dic
     return Backbone(model, TextBackboneSpec(name, vocab_size, max_length), model.width)
 
 
-__all__ = ["TEXT_BACKBONES", "TextBackboneSpec", "TextTransformer", "WordEmbedding", "build_text_backbone",
-           "masked_mean"]
+__all__ = ["TEXT_BACKBONES", "TextBackboneSpec", "TextTransformer", "WordEmbedding", "build_text_backbone"]

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
-from .registry import Backbone, BackboneSpec, build_from_spec
+from ..utils.errors import ConfigError
+from .registry import Backbone, BackboneSpec, build_image_backbone
 
 FRAME_PREFIX = "frames:"
 
@@ -98,7 +98,7 @@ def _video_model(name: str, in_channels: int, small: bool) -> nn.Module:
 def build_clip_backbone(spec: BackboneSpec, image_size: int) -> Backbone:
     """An encoder of ``spec`` (``frames:NAME``, ``small-convnet3d`` or a torchvision video model), random weights."""
     if spec.name.startswith(FRAME_PREFIX):
-        frame = build_from_spec(BackboneSpec(spec.name[len(FRAME_PREFIX):], spec.in_channels, spec.stem), image_size)
+        frame = build_image_backbone(BackboneSpec(spec.name[len(FRAME_PREFIX):], spec.in_channels, spec.stem), image_size)
         return Backbone(FrameEncoder(frame.model), spec, frame.feature_dim)
     if spec.name in OWN_3D:
         model = OWN_3D[spec.name](spec.in_channels)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 from .decode import DecodeError, decode_bytes, fit_square, match_channels, reason
 from .sources import Collection
 
@@ -104,19 +104,9 @@ def decode_collection(collection: Collection, spec: ImageSpec, *, strict: bool =
     folder = cache_dir() / "decoded"
     key = _cache_key(collection, spec)
     data_path, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
-    if use_disk_cache and data_path.exists() and meta_path.exists():
-        try:
-            meta = json.loads(meta_path.read_text())
-            array = np.load(data_path, mmap_mode="r")
-            for bad in meta["bad"]:
-                log.warning("skipped unreadable image %s (%s)", bad["key"], bad["why"])
-            if strict and meta["bad"]:
-                raise SelfSupError(f"unreadable image {meta['bad'][0]['key']}: {meta['bad'][0]['why']}")
-            good = np.asarray(meta["good"], dtype=np.int64)
-            # Small sets are copied into memory (writable, fast); large ones stay memory-mapped.
-            return (np.array(array) if array.nbytes <= IN_MEMORY_MAX_BYTES else array), good
-        except (ValueError, KeyError, OSError):
-            pass  # a damaged cache entry is rebuilt below
+    cached = _read_cache(data_path, meta_path, strict) if use_disk_cache else None
+    if cached is not None:
+        return cached
     n, s, c = len(collection), spec.load_size, spec.channels
     nbytes = n * c * s * s
     memmapped = use_disk_cache and nbytes > IN_MEMORY_MAX_BYTES
@@ -146,22 +136,49 @@ def decode_collection(collection: Collection, spec: ImageSpec, *, strict: bool =
         good.append(i)
     array = array[: len(good)]
     if use_disk_cache:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if memmapped:
-                array.flush()
-                os.replace(tmp_path, data_path)  # the header still says n rows; trim on reload
-                array = np.load(data_path, mmap_mode="r")[: len(good)]
-            else:
-                tmp = folder / f"{key}.tmp.{os.getpid()}.npy"
-                np.save(tmp, array)
-                os.replace(tmp, data_path)
-            tmp_meta = meta_path.with_suffix(f".tmp{os.getpid()}")
-            tmp_meta.write_text(json.dumps({"good": good, "bad": bad}))
-            os.replace(tmp_meta, meta_path)
-        except OSError as exc:
-            log.warning("could not write the decode cache in %s: %s", folder, exc)
+        array = _write_cache(array, good, bad, data_path, meta_path, tmp_path if memmapped else None)
     return array, np.asarray(good, dtype=np.int64)
+
+
+def _read_cache(data_path: Path, meta_path: Path, strict: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """A decode-cache entry (array, good indices), its bad items named again; None when absent or damaged."""
+    if not (data_path.exists() and meta_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        array = np.load(data_path, mmap_mode="r")
+        for bad in meta["bad"]:
+            log.warning("skipped unreadable image %s (%s)", bad["key"], bad["why"])
+        if strict and meta["bad"]:
+            raise SelfSupError(f"unreadable image {meta['bad'][0]['key']}: {meta['bad'][0]['why']}")
+        good = np.asarray(meta["good"], dtype=np.int64)
+        # Small sets are copied into memory (writable, fast); large ones stay memory-mapped.
+        return (np.array(array) if array.nbytes <= IN_MEMORY_MAX_BYTES else array), good
+    except (ValueError, KeyError, OSError):
+        return None  # a damaged cache entry is rebuilt
+
+
+def _write_cache(array: np.ndarray, good: list[int], bad: list[dict[str, str]], data_path: Path, meta_path: Path,
+                 memmap_path: Path | None) -> np.ndarray:
+    """Store a decoded array (the memory map at ``memmap_path``, or an in-memory array) and its item lists,
+    each written then renamed; the array to use from now on."""
+    folder = data_path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if memmap_path is not None:
+            array.flush()
+            os.replace(memmap_path, data_path)  # the header still says n rows; trim on reload
+            array = np.load(data_path, mmap_mode="r")[: len(good)]
+        else:
+            tmp = folder / f"{data_path.stem}.tmp.{os.getpid()}.npy"
+            np.save(tmp, array)
+            os.replace(tmp, data_path)
+        tmp_meta = meta_path.with_suffix(f".tmp{os.getpid()}")
+        tmp_meta.write_text(json.dumps({"good": good, "bad": bad}))
+        os.replace(tmp_meta, meta_path)
+    except OSError as exc:
+        log.warning("could not write the decode cache in %s: %s", folder, exc)
+    return array
 
 
 class StreamingImages(torch.utils.data.Dataset):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 from .decode import reason
 from .images import ReportsBadItems, array_batches
 from .sources import Collection
@@ -77,23 +77,3 @@ class DecodedPool(ReportsBadItems):
 
     def batches(self, indices: np.ndarray, batch_size: int, num_workers: int = 0):
         return array_batches(self.array, indices, batch_size)
-
-
-def pool_spec(info: dict) -> Any:
-    """The clip or volume settings a saved encoder reads (its encoder.json), or None for images and text."""
-    from .video import ClipSpec
-    from .volume import VolumeSpec
-
-    if info.get("modality") == "video":
-        return ClipSpec(**info["clip"])
-    if info.get("modality") == "volume":
-        return VolumeSpec(**info["volume"])
-    return None
-
-
-def decoded_pool(collection: Collection, spec: Any, strict: bool = False, progress: bool = True) -> DecodedPool:
-    """The pool of ``collection`` for a clip or volume ``spec``."""
-    from .video import ClipPool, ClipSpec
-    from .volume import VolumePool
-
-    return (ClipPool if isinstance(spec, ClipSpec) else VolumePool)(collection, spec, strict=strict, progress=progress)

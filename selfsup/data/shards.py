@@ -34,7 +34,7 @@ from typing import IO, Iterator
 import numpy as np
 import torch
 
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 from .decode import DecodeError, decode_bytes, fit_square, match_channels, reason
 from .images import ReportsBadItems
 
@@ -244,7 +244,7 @@ class ShardedPool(ReportsBadItems):
                       workers: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(pool indices, uint8 images) of this rank's batches ``first_step``..``steps``-1 of ``epoch``;
         ``batch`` is the rank's share of the global batch."""
-        from ..engine.runtime import step_generator
+        from ..utils.runtime import step_generator
 
         order = torch.randperm(len(self.shards), generator=step_generator(seed, 5, epoch)).tolist()
         mine = [self.shards[i] for i in order[rank::world]]
@@ -295,7 +295,7 @@ class _RankEpoch(torch.utils.data.IterableDataset):
             yield None
 
     def worker_batches(self, worker: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, list[tuple[str, str]]]]:
-        from ..engine.runtime import step_generator
+        from ..utils.runtime import step_generator
 
         generator = step_generator(self.seed, 6, self.epoch, self.rank, worker)
         source, buffer = self._stream(worker), []

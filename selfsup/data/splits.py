@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, SelfSupError
+from ..utils.errors import ConfigError, SelfSupError
 from .sources import Collection, open_source
 
 log = logging.getLogger("selfsup")

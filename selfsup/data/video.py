@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, SelfSupError
+from ..utils.errors import ConfigError, SelfSupError
 from .decode import fit_square
 from .pool import DecodedPool, DecodedSpec
 from .sources import VIDEO_SUFFIXES, Collection

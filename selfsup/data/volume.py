@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, SelfSupError
+from ..utils.errors import ConfigError, SelfSupError
 from .pool import DecodedPool, DecodedSpec
 from .sources import Collection
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from torch.optim import Optimizer
 
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 
 
 class LARS(Optimizer):
@@ -150,7 +150,7 @@ def build_method_optimizer(name: str, method: nn.Module, lr: float, weight_decay
                            **settings: Any) -> Optimizer | TurnOptimizers:
     """The method's optimizer: one over all its parameters, or, for an adversarial method (``players``),
     one per player over that player's modules. ``settings``: `build_optimizer`'s keyword arguments."""
-    players = getattr(method, "players", ())
+    players = method.players
     if not players:
         return build_optimizer(name, method, lr, weight_decay, **settings)
     return TurnOptimizers({player: build_optimizer(name, method.player_modules(player), lr, weight_decay, **settings)

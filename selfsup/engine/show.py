@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 from ..methods import Panel
 
 

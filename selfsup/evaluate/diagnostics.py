@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from ..backbones import Backbone
 from ..data.images import Prepared
-from ..engine.monitor import effective_rank, embedding_std
-from ..engine.runtime import step_generator
+from ..utils.monitor import effective_rank, embedding_std
+from ..utils.runtime import step_generator
 from ..views import VIEW_CLASSES, Normalization, Views
 
 

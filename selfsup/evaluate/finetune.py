@@ -13,7 +13,10 @@ et al. 2020, https://arxiv.org/abs/1912.03194), each with its own default learni
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +32,15 @@ from ..backbones import Backbone
 from ..backbones.io import build_like
 from ..data.images import Prepared
 from ..data.splits import labeled_subset, save_subset, stratified_split
+from ..engine.loop import Loop, StepResult
 from ..engine.optim import param_groups
-from ..engine.runtime import seed_everything, step_generator
-from ..engine.schedule import set_learning_rates, warmup_cosine
-from ..methods.text_base import bucketed_order
+from ..engine.schedule import warmup_cosine
+from ..utils.checkpoint import atomic_write_text
+from ..utils.runtime import seed_everything, step_generator
+from ..data.order import bucketed_order
 from ..views import VIEW_CLASSES, Normalization, Views, ViewSettings, VolumeViews
-from .features import extract_features, model_input
-from .knn import knn_predict, topk_accuracy
+from ..backbones.features import extract_features, model_input
+from ..utils.knn import knn_predict, topk_accuracy
 from .linear import fit_head, linear_probe
 
 log = logging.getLogger("selfsup")
@@ -64,10 +69,14 @@ class Downstream:
     weight_decay: float
     lr_grid: list[float]
     val_fraction: float
-    head_init: str = "random"
+    head_init: str = "random"  # "probe": LP-FT, the head starts as a linear probe; "random"
     warmup_fraction: float = 0.1
-    head_lr_scale: float = 10.0  # the new classifier learns faster than the (pretrained) backbone  # "probe": LP-FT, the head starts as a linear probe; "random"
+    head_lr_scale: float = 10.0  # the new classifier learns faster than the (pretrained) backbone
     groups: np.ndarray | None = None  # texts cut from one sentence share a group: one per tiny labeled subset
+    # Where each training keeps its result (and, every ``checkpoint_every`` steps, its checkpoints), so a
+    # re-run with --resume skips finished trainings and resumes an interrupted one; None: nothing kept.
+    work: Path | None = None
+    checkpoint_every: int = 0
 
 
 def augmentation(channels: int) -> ViewSettings:
@@ -94,7 +103,10 @@ class Classifier(nn.Module):
 
 
 def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, lr: float,
-                     seed: int) -> Classifier:
+                     seed: int, folder: Path | None = None) -> Classifier:
+    """A classifier trained on ``ds.train[indices]`` from ``make_backbone()`` in the engine's loop:
+    ``ds.steps`` steps of cross-entropy with warm-up and cosine decay. With a ``folder`` it checkpoints
+    every ``ds.checkpoint_every`` steps there and resumes from the newest checkpoint it finds."""
     seed_everything(seed)
     model = Classifier(make_backbone(), ds.num_classes).to(ds.device)
     if ds.head_init == "probe":
@@ -106,36 +118,53 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
         with torch.no_grad():
             model.head.weight.copy_(weight)
             model.head.bias.copy_(bias)
+    optimizer = _optimizer(model, ds, lr)
+    warmup = int(ds.warmup_fraction * ds.steps)
+    checkpoints = folder / "checkpoints" if folder is not None and ds.checkpoint_every else None
+    loop = Loop(optimizer, ds.steps, lambda step: warmup_cosine(step, ds.steps, lr, warmup), lr, state=model,
+                folder=checkpoints, checkpoint_every=ds.checkpoint_every, meta={"lr": lr, "seed": seed})
+    start = loop.restore()
+    model.train()
+    loop.run(_classifier_forward(model, ds, indices, seed), start=start)
+    return model
+
+
+def _optimizer(model: Classifier, ds: Downstream, lr: float) -> torch.optim.Optimizer:
+    """SGD with Nesterov momentum for images, AdamW for texts; the new head at ``head_lr_scale`` x lr."""
     groups = param_groups(model.backbone, ds.weight_decay)
     groups.append({"params": list(model.head.parameters()), "weight_decay": ds.weight_decay,
                    "lr_scale": ds.head_lr_scale})
     for g in groups:
         g.pop("lars_exclude", None)
+    text = ds.normalization is None
+    return torch.optim.AdamW(groups, lr=lr) if text else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+
+
+def _classifier_forward(model: Classifier, ds: Downstream, indices: np.ndarray, seed: int) -> Callable:
+    """The loop's forward: cross-entropy on a batch drawn by (seed, step), lightly augmented (images) or
+    from length-bucketed epochs (texts, so padding stays a small part of a batch)."""
     text = ds.normalization is None  # token ids are fed as they are (no augmentation)
-    optimizer = torch.optim.AdamW(groups, lr=lr) if text else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
     views = None if text else augmentation_views(ds.train.modality, ds.train.spec.channels, ds.image_size, ds.normalization)
     labels = torch.from_numpy(np.asarray(ds.train.labels))
     batch = min(ds.batch_size, len(indices))
     lengths = getattr(ds.train, "lengths", None)
-    plan, epoch = iter(()), 0
-    model.train()
-    for step in range(ds.steps):
+
+    @functools.lru_cache(maxsize=1)
+    def epoch_batches(epoch: int) -> np.ndarray:
+        return indices[bucketed_order(lengths[indices], batch, seed, epoch)].reshape(-1, batch)
+
+    def forward(step: int, _batch: None, logging: bool, player: None) -> StepResult:
         generator = step_generator(seed, 3, step)
         if lengths is None:
             pick = indices[torch.randperm(len(indices), generator=generator)[:batch].numpy()]
-        else:  # texts: length-bucketed epochs as in pretraining, so padding stays a small part of a batch
-            pick = next(plan, None)
-            if pick is None:
-                plan = iter(indices[bucketed_order(lengths[indices], batch, seed, epoch)].reshape(-1, batch))
-                pick, epoch = next(plan), epoch + 1
+        else:
+            per_epoch = len(indices) // batch
+            pick = epoch_batches(step // per_epoch)[step % per_epoch]
         _, images = next(ds.train.batches(pick, batch))
-        set_learning_rates(optimizer, lr, warmup_cosine(step, ds.steps, lr, int(ds.warmup_fraction * ds.steps)))
         x = images.to(ds.device) if views is None else views.one(images.to(ds.device), views.settings[0], generator)
-        loss = F.cross_entropy(model(x), labels[pick].to(ds.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model
+        return StepResult(F.cross_entropy(model(x), labels[pick].to(ds.device)))
+
+    return forward
 
 
 @torch.no_grad()
@@ -155,24 +184,44 @@ def accuracy(model: Classifier, data: Prepared, indices: np.ndarray, image_size:
     return correct / max(total, 1)
 
 
-def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, seed: int) -> float:
+def trained_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, lr: float, seed: int,
+                     scored: Prepared, scored_indices: np.ndarray, key: str | None = None) -> float:
+    """Accuracy on ``scored[scored_indices]`` of a classifier trained on ``indices`` at ``lr``. With
+    ``ds.work`` and a ``key`` the training's result is kept in WORK/KEY/result.json and read back on a
+    re-run instead of training again; a training killed midway resumes from WORK/KEY/checkpoints."""
+    folder = ds.work / key if ds.work is not None and key else None
+    if folder is not None and (folder / "result.json").exists():
+        return float(json.loads((folder / "result.json").read_text())["accuracy"])
+    model = train_classifier(make_backbone, ds, indices, lr, seed, folder)
+    score = accuracy(model, scored, scored_indices, ds.image_size, ds.normalization, ds.device)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "result.json", json.dumps({"accuracy": score, "lr": lr, "seed": seed}))
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # the result is what a re-run needs
+    return score
+
+
+def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, seed: int,
+            key: str | None = None) -> float:
+    """The grid's learning rate with the best accuracy on a held-out part of ``indices``."""
     labels = np.asarray(ds.train.labels)[indices]
     if np.bincount(labels)[np.unique(labels)].min() < 2:
         return min(ds.lr_grid)  # nothing to validate on: the gentlest rate
     fit, val = stratified_split(labels, ds.val_fraction, seed)
-    scores = [accuracy(train_classifier(make_backbone, ds, indices[fit], lr, seed), ds.train, indices[val],
-                       ds.image_size, ds.normalization, ds.device)
+    scores = [trained_accuracy(make_backbone, ds, indices[fit], lr, seed, ds.train, indices[val],
+                               key and f"{key}/val-lr{lr:g}")
               for lr in ds.lr_grid]
     return ds.lr_grid[int(np.argmax(scores))]
 
 
 def finetuned_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray,
-                       seed: int) -> tuple[float, float]:
+                       seed: int, key: str | None = None) -> tuple[float, float]:
     """Test accuracy of a classifier trained on ``indices`` from ``make_backbone()`` (random or pretrained
     weights), and the learning rate picked for it inside ``indices`` (never on the test set)."""
-    lr = pick_lr(make_backbone, ds, indices, seed)
-    model = train_classifier(make_backbone, ds, indices, lr, seed)
-    return accuracy(model, ds.test, np.arange(len(ds.test)), ds.image_size, ds.normalization, ds.device), lr
+    lr = pick_lr(make_backbone, ds, indices, seed, key)
+    score = trained_accuracy(make_backbone, ds, indices, lr, seed, ds.test, np.arange(len(ds.test)),
+                             key and f"{key}/final")
+    return score, lr
 
 
 def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int | None, float | None]], seeds: int,
@@ -204,7 +253,7 @@ def compare(pretrained: Backbone, ds: Downstream, budgets: list[tuple[str, int |
             n_labels = len(subset)
             save_subset(out, f"{name}-seed{seed}", [ds.train.collection.keys[i] for i in subset])
             for init, make in (("scratch", from_scratch), ("pretrained", from_pretrained)):
-                score, lr = finetuned_accuracy(make, ds, subset, seed)
+                score, lr = finetuned_accuracy(make, ds, subset, seed, f"{name}-seed{seed}/{init}")
                 results[init].append(score)
                 chosen[init].append(lr)
             feats, pos = extract_features(pretrained, ds.train, ds.normalization, ds.image_size, ds.device, indices=subset)

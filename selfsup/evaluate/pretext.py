@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import PretrainConfig, build_config, load_yaml
+from ..config import PretrainConfig, saved_config
 from ..data.images import Prepared
-from ..engine import checkpoint as ckpt
-from ..engine.runtime import step_generator
-from ..errors import SelfSupError
+from ..utils import checkpoint as ckpt
+from ..utils.runtime import step_generator
+from ..utils.errors import SelfSupError
 from ..methods import METHODS
 from ..views import Normalization
 
@@ -25,13 +25,13 @@ def pretext_score(run: str | Path, data: Prepared, max_images: int = 10000, batc
     included), in eval mode, with seeded views. Methods that need the pool's indices (memory
     banks) have no held-out pretext score: an empty dict.
     """
-    from ..engine.trainer import build_method
+    from ..engine.build import build_method
 
     run = Path(run)
     latest = ckpt.latest_checkpoint(run / "checkpoints")
     if latest is None or not (run / "encoder.json").exists():
         raise SelfSupError(f"{run} holds no finished run (checkpoints/ and encoder.json)")
-    cfg = build_config(PretrainConfig, load_yaml(run / "config.yaml"), {})
+    cfg = saved_config(PretrainConfig, run / "config.yaml")
     if METHODS.get(cfg.method).needs_indices:
         return {}
     info = json.loads((run / "encoder.json").read_text())

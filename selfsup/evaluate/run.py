@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,17 +11,17 @@ import torch
 
 from ..backbones import probed_features
 from ..backbones.io import load_backbone
-from ..config import EvalConfig, FinetuneConfig, save_yaml, to_dict
+from ..config import EvalConfig, FinetuneConfig, resumed_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
 from ..data.splits import parse_labels_per_class, train_test
 from ..data.text import TextPool, labeled_text_sets, load_tokenizer, phrase_groups, token_spec_of, tokenizer_beside
-from ..data.pool import decoded_pool, pool_spec
-from ..engine.runtime import prepare_out, resolve_device
-from ..errors import ConfigError, SelfSupError
+from ..data.decoded import decoded_pool, pool_spec
+from ..utils.runtime import prepare_out, resolve_device
+from ..utils.errors import ConfigError, SelfSupError
 from ..views import Normalization
-from .features import extract_features
+from ..backbones.features import extract_features
 from .finetune import Downstream, compare, lr_grid_for
-from .knn import knn_predict, topk_accuracy
+from ..utils.knn import knn_predict, topk_accuracy
 from .linear import linear_probe
 
 
@@ -103,8 +104,6 @@ def budgets_from(cfg: FinetuneConfig) -> list[tuple[str, int | None, float | Non
     if cfg.labels_per_class and cfg.label_fraction is not None:
         raise ConfigError("give --labels-per-class or --label-fraction, not both")
     if cfg.label_fraction is not None:
-        if not 0 < cfg.label_fraction <= 1:
-            raise ConfigError("--label-fraction must be in (0, 1]")
         return [(f"fraction{cfg.label_fraction:g}", None, cfg.label_fraction)]
     per_class = parse_labels_per_class(cfg.labels_per_class or "1,10")
     return [(f"lpc{p}" if p is not None else "lpc-all", p, None) for p in per_class]
@@ -114,20 +113,18 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     if not cfg.checkpoint:
         raise ConfigError("finetune needs --checkpoint (a run folder or an encoder file)")
-    if cfg.seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
-    if cfg.head_init not in ("probe", "random"):
-        raise ConfigError(f"head_init must be probe or random, not {cfg.head_init!r}")
+    # Default output: a finetune/ folder beside the checkpoint, replaced on every run unless resumed; an
+    # explicit --out follows the pretrain rule (a non-empty folder needs --resume or --overwrite).
+    ckpt_path = Path(cfg.checkpoint)
+    out = Path(cfg.out) if cfg.out else (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent) / "finetune"
+    if cfg.resume:
+        cfg = resumed_config(FinetuneConfig, out, {"device": cfg.device, "num_workers": cfg.num_workers})
     budgets = budgets_from(cfg)
     device = resolve_device(cfg.device)
     backbone, info = load_backbone(cfg.checkpoint)
-    # Default output: a finetune/ folder beside the checkpoint, replaced on every run; an explicit
-    # --out follows the pretrain rule (a non-empty folder needs --overwrite).
-    ckpt_path = Path(cfg.checkpoint)
-    default_out = (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent) / "finetune"
-    out = Path(cfg.out) if cfg.out else default_out
-    prepare_out(out, resume=False, overwrite=cfg.overwrite or not cfg.out)
-    save_yaml(to_dict(cfg), out / "config.yaml")
+    prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite or not cfg.out)
+    if not cfg.resume:
+        save_yaml(to_dict(replace(cfg, out=str(out))), out / "config.yaml")
     train, test = _labeled_data(cfg, info, out)
     norm, image_size = _input(info)
     groups = phrase_groups(train.collection.texts) if isinstance(train, TextPool) else None
@@ -135,7 +132,8 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
                     normalization=norm, image_size=image_size,
                     device=device, steps=cfg.steps, batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
                     lr_grid=lr_grid_for(cfg.lr_grid, norm is None), val_fraction=cfg.val_fraction,
-                    head_init=cfg.head_init, groups=groups)
+                    head_init=cfg.head_init, groups=groups, work=out / "trainings",
+                    checkpoint_every=cfg.checkpoint_every)
     if ds.num_classes < 2:
         raise SelfSupError("the labeled set needs at least two classes")
     rows = compare(backbone, ds, budgets, cfg.seeds, out, progress)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.text import FIRST_WORD
-from ..errors import SelfSupError
+from ..utils.errors import SelfSupError
 
 
 class WordVectors:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..distributed import gather
+from ..utils.distributed import gather
 
 
 def _standardize(z: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..distributed import gather_detached
+from ..utils.distributed import gather_detached
 
 
 class DINOLoss(nn.Module):

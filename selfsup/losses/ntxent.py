@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..distributed import gather, offset
+from ..utils.distributed import gather, offset
 
 
 class NTXentLoss(nn.Module):

@@ -7,7 +7,7 @@ import torch.nn as nn
 
 from ..backbones import Backbone, build_from_spec
 from ..backbones.spectral import plain_state, with_spectral_norm
-from ..engine.monitor import AdversarialWatch
+from ..utils.monitor import AdversarialWatch
 from ..heads import DCGANGenerator
 from ..losses import discriminator_loss, r1_penalty
 from ..views import Views

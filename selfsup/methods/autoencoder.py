@@ -27,7 +27,7 @@ class Autoencoder(Method):
 
     name = "autoencoder"
     paper = "Hinton & Salakhutdinov 2006, Reducing the Dimensionality of Data with Neural Networks"
-    recipe = Recipe(**_AE_RECIPE, args={"decoder_width": 256})
+    recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, decoder_width: int = 256, corruption: str = "none",
                  noise_std: float = 0.1, mask_fraction: float = 0.25) -> None:
@@ -74,8 +74,7 @@ class DenoisingAutoencoder(Autoencoder):
 
     name = "denoising_autoencoder"
     paper = "Vincent et al. 2008, Extracting and Composing Robust Features with Denoising Autoencoders"
-    recipe = Recipe(**_AE_RECIPE, args={"decoder_width": 256, "corruption": "masking", "noise_std": 0.1,
-                                        "mask_fraction": 0.25})
+    recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, decoder_width: int = 256, corruption: str = "masking",
                  noise_std: float = 0.1, mask_fraction: float = 0.25) -> None:
@@ -95,12 +94,12 @@ class Inpainting(Method):
     (equation 1; the paper's adversarial term is left out). Adam in the paper; AdamW here.
     Random by default because the paper's section 3.3 finds that a central hole teaches features
     that latch onto the hole's boundary and carry over poorly to unmasked images, and uses random
-    masks to learn features; on CIFAR-10 the random square scores 3.1 points more kNN (BENCHMARKS 2c).
+    masks to learn features; on CIFAR-10 the random square scores 3.1 points more kNN.
     """
 
     name = "inpainting"
     paper = "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting"
-    recipe = Recipe(**_AE_RECIPE, args={"mask_fraction": 0.5, "mask_mode": "random"})
+    recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, mask_fraction: float = 0.5, mask_mode: str = "random") -> None:
         super().__init__(backbone, views)

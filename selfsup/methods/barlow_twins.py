@@ -23,8 +23,7 @@ class BarlowTwins(Method):
 
     name = "barlow_twins"
     paper = "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction"
-    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 1000, views="byol",
-                    args={"projection_dim": 8192, "lambda_offdiag": 5e-3})
+    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 1000, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 8192,
                  lambda_offdiag: float = 5e-3) -> None:

@@ -7,7 +7,9 @@ engine calls only ``forward`` and ``after_step``; it knows nothing method-specif
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+import typing
+from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -16,13 +18,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..registry import Registry
-from ..views import Views
+from ..config import typed_arguments
+from ..utils.registry import Registry
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A method's published training defaults (overridable by config and flags)."""
+    """A method's published training defaults (overridable by config and flags). Its own
+    hyper-parameters are its constructor's arguments (``method_arguments``), written once there."""
 
     optimizer: str = "lars"
     base_lr: float = 0.3  # scaled by batch / 256
@@ -32,7 +35,6 @@ class Recipe:
     lars_eta: float = 0.001  # LARS's trust coefficient η (You et al.; SimCLR, BYOL)
     lars_clip: bool = False  # LARS steps min(η‖w‖, lr‖g‖) (see engine.optim.LARS)
     views: str = "simclr-cifar"
-    args: dict[str, Any] = field(default_factory=dict)  # the method's own hyper-parameters
     adam_betas: tuple[float, float] = (0.9, 0.999)  # AdamW's (MAE: 0.9, 0.95)
     backbone: str = "resnet18"  # used when --backbone is not given (MAE: a ViT)
     sync_batchnorm: bool = True  # batch norm over the global batch under data-parallel training (CUDA only)
@@ -79,14 +81,26 @@ class Method(nn.Module):
     # ``player_modules(player)``; ``forward(..., player=NAME)`` returns that player's loss.
     players: ClassVar[tuple[str, ...]] = ()
     logged: ClassVar[tuple[str, ...]] = ()  # the method's own scalars, as metrics.csv columns (beside pretext_accuracy)
-    # False on the steps whose scalars nobody reads (the trainer logs every ``log_every`` steps):
-    # a method may then skip a costly ``logged`` scalar, e.g. DINO's perplexity over 65,536 outputs.
-    logging_step: bool = True
+    # Submodules whose learning rate the schedule leaves at its peak (SimSiam's predictor).
+    constant_lr: ClassVar[tuple[str, ...]] = ()
+    # Submodule name -> factor on the scheduled learning rate (set by ``scale_lr``; BYOL's predictor).
+    lr_scale: dict[str, float]
+    # False on the steps whose scalars nobody reads (the engine sets it before each step from
+    # ``log_every``): a method may then skip a costly ``logged`` scalar, e.g. DINO's perplexity
+    # over 65,536 outputs.
+    logging_step: bool
 
-    def __init__(self, backbone: Backbone, views: Views) -> None:
+    # The first constructor arguments every method takes; the rest are its hyper-parameters.
+    BUILT_FROM: ClassVar[tuple[str, ...]] = ("self", "backbone", "views")
+
+    def __init__(self, backbone: Backbone, views: Any) -> None:
+        """``views``: the view pipeline of the method's modality (``Views``, ``ClipViews``,
+        ``VolumeViews``), or for text methods the corpus's ``TokenSpec``."""
         super().__init__()
         self.backbone = backbone
         self.views = views
+        self.lr_scale = {}
+        self.logging_step = True
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -97,7 +111,7 @@ class Method(nn.Module):
         if factor <= 0:
             raise ValueError(f"the lr scale of {module!r} must be positive, got {factor}")
         if factor != 1.0:
-            self.lr_scale = {**getattr(self, "lr_scale", {}), module: factor}
+            self.lr_scale = {**self.lr_scale, module: factor}
 
     def after_step(self, step: int, total_steps: int) -> None:
         """Called after each optimizer step (momentum-encoder updates and the like)."""
@@ -133,6 +147,49 @@ def classified(logits: torch.Tensor, labels: torch.Tensor, embedding: torch.Tens
     collapse watch, and the batch's pretext accuracy (logged as ``pretext_accuracy``)."""
     return {"loss": F.cross_entropy(logits.float(), labels), "embedding": embedding,
             "pretext_accuracy": (logits.argmax(1) == labels).float().mean()}
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One hyper-parameter of a method: its name, annotation and default, read from the constructor."""
+
+    name: str
+    annotation: Any
+    default: Any
+
+    def describe(self) -> dict[str, Any]:
+        """As ``selfsup methods --json`` lists it."""
+        kind = self.annotation if isinstance(self.annotation, str) else (
+            self.annotation.__name__ if isinstance(self.annotation, type) else str(self.annotation).replace("typing.", ""))
+        default = list(self.default) if isinstance(self.default, tuple) else self.default
+        return {"name": self.name, "type": kind, "default": default}
+
+
+def method_arguments(cls: type[Method]) -> dict[str, Argument]:
+    """The hyper-parameters of ``cls``: its constructor's arguments after (backbone, views), with the
+    types and defaults of its signature, the one place a method's defaults are written."""
+    hints = typing.get_type_hints(cls.__init__)
+    arguments = {}
+    for name, parameter in inspect.signature(cls.__init__).parameters.items():
+        if name in cls.BUILT_FROM:
+            continue
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or parameter.default is parameter.empty:
+            raise TypeError(f"{cls.__name__}.__init__: every hyper-parameter needs a default and a type ({name})")
+        arguments[name] = Argument(name, hints.get(name, Any), parameter.default)
+    return arguments
+
+
+def method_defaults(cls: type[Method]) -> dict[str, Any]:
+    """The constructor's defaults of every hyper-parameter of ``cls``."""
+    return {name: argument.default for name, argument in method_arguments(cls).items()}
+
+
+def method_args(cls: type[Method], given: dict[str, Any]) -> dict[str, Any]:
+    """Every hyper-parameter of ``cls``: the defaults, overridden by ``given`` (``--method-arg`` and
+    config values), each converted to its annotation; an unknown name or an unreadable value is a
+    ConfigError naming the argument and what it accepts."""
+    typed = typed_arguments(cls.__init__, given, f"method {cls.name} has no argument", "method_args", cls.BUILT_FROM)
+    return {**method_defaults(cls), **typed}
 
 
 METHODS: Registry[type[Method]] = Registry("method")

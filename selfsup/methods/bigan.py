@@ -8,7 +8,7 @@ from ..backbones import Backbone, build_backbone
 from ..heads import JointDiscriminator
 from ..losses import discriminator_loss
 from ..views import Views
-from .adversarial import GAN_ARGS, GAN_RECIPE, AdversarialMethod
+from .adversarial import GAN_RECIPE, AdversarialMethod
 from .base import Panel, Recipe, register_method
 
 
@@ -30,7 +30,7 @@ class BiGAN(AdversarialMethod):
 
     name = "bigan"
     paper = "Donahue et al. 2017, Adversarial Feature Learning (BiGAN); Dumoulin et al. 2017 (ALI)"
-    recipe = Recipe(**GAN_RECIPE, args={**GAN_ARGS, "discriminator_backbone": "dcgan"})
+    recipe = Recipe(**GAN_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, discriminator_backbone: str = "dcgan", latent_dim: int = 100, generator_width: int = 64,
                  spectral_norm: bool = False, r1_gamma: float = 0.0, ema_decay: float = 0.999) -> None:

@@ -33,8 +33,7 @@ class BYOL(Method):
 
     name = "byol"
     paper = "Grill et al. 2020, Bootstrap Your Own Latent"
-    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol",
-                    args={"hidden_dim": 4096, "projection_dim": 256, "base_momentum": 0.996, "predictor_lr_scale": 1.0})
+    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
                  base_momentum: float = 0.996, predictor_lr_scale: float = 1.0) -> None:

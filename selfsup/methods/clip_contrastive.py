@@ -27,8 +27,7 @@ class ClipContrastive(VideoMethod):
 
     name = "clip_contrastive"
     paper = "Qian et al. 2021, Spatiotemporal Contrastive Video Representation Learning"
-    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar", backbone="frames:resnet18",
-                    args={"length": 8, "temperature": 0.1, "projection_dim": 128})
+    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar", backbone="frames:resnet18")
     collapse_prone = True
 
     def __init__(self, backbone: Backbone, views: Views, length: int = 8, temperature: float = 0.1,

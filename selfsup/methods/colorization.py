@@ -38,8 +38,7 @@ class Colorization(Method):
 
     name = "colorization"
     paper = "Zhang et al. 2016, Colorful Image Colorization"
-    recipe = Recipe(optimizer="adamw", base_lr=3e-4, weight_decay=1e-3, warmup_fraction=0.0, views="pretext",
-                    args={"rebalance": 0.5, "output_fraction": 0.25})
+    recipe = Recipe(optimizer="adamw", base_lr=3e-4, weight_decay=1e-3, warmup_fraction=0.0, views="pretext")
     input_channels = 1
 
     def __init__(self, backbone: Backbone, views: Views, rebalance: float = 0.5, output_fraction: float = 0.25) -> None:

@@ -8,7 +8,7 @@ from ..backbones import Backbone
 from ..backbones.dcgan import dcgan_init
 from ..losses import generator_loss
 from ..views import Views
-from .adversarial import GAN_ARGS, GAN_RECIPE, AdversarialMethod
+from .adversarial import GAN_RECIPE, AdversarialMethod
 from .base import Panel, Recipe, register_method
 
 
@@ -30,7 +30,7 @@ class DCGAN(AdversarialMethod):
 
     name = "dcgan"
     paper = "Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs"
-    recipe = Recipe(**GAN_RECIPE, args=dict(GAN_ARGS))
+    recipe = Recipe(**GAN_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, latent_dim: int = 100, generator_width: int = 64,
                  spectral_norm: bool = False, r1_gamma: float = 0.0, ema_decay: float = 0.999) -> None:

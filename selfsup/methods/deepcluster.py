@@ -66,8 +66,7 @@ class DeepCluster(Method):
 
     name = "deepcluster"
     paper = "Caron et al. 2018, Deep Clustering for Unsupervised Learning of Visual Features"
-    recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-5, warmup_fraction=0.0, views="crop-flip",
-                    args={"num_clusters": None, "pca_dim": 256, "kmeans_iterations": 20, "dataset_size": None})
+    recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-5, warmup_fraction=0.0, views="crop-flip")
     needs_indices = True
 
     def __init__(self, backbone: Backbone, views: Views, num_clusters: int | None = None, pca_dim: int = 256,

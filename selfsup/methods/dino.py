@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..engine.monitor import perplexity
+from ..utils.monitor import perplexity
 from ..losses import DINOLoss
 from ..views import Views
 from .base import Method, Recipe, register_method
@@ -59,15 +59,12 @@ class DINO(Method):
     0.05-0.14 (local). ``teacher_perplexity`` (logged) is exp of the teacher targets' mean entropy,
     the paper's watch for the two collapses (figure 7): near K a uniform output, near 1 a one-hot one.
     In a short run from scratch τ_t 0.04 leaves the targets near-uniform (perplexity ~K/2) and the loss
-    at log K; ``teacher_temperature=0.01`` makes them teach (BENCHMARKS 2b, ninth sitting).
+    at log K; ``teacher_temperature=0.01`` makes them teach.
     """
 
     name = "dino"
     paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers"
-    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino",
-                    args={"out_dim": 65536, "hidden_dim": 2048, "bottleneck_dim": 256, "student_temperature": 0.1,
-                          "teacher_temperature": 0.04, "center_momentum": 0.9, "base_momentum": 0.996,
-                          "freeze_last_layer_steps": 1251, "head_batch_norm": True, "norm_last_layer": True})
+    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino")
     multi_crop = True
     logged = ("teacher_perplexity",)
 

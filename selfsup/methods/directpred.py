@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from ..backbones import Backbone
-from ..distributed import gather_detached
+from ..utils.distributed import gather_detached
 from ..views import Views
 from .base import Recipe, register_method
 from .byol import BYOL
@@ -61,9 +61,7 @@ class DirectPred(BYOL):
 
     name = "directpred"
     paper = "Tian, Chen, Ganguli 2021, Understanding Self-supervised Learning Dynamics without Contrastive Pairs"
-    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol",
-                    args={"hidden_dim": 4096, "projection_dim": 256, "base_momentum": 0.996, "rho": 0.3,
-                          "epsilon": 0.01})
+    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
                  base_momentum: float = 0.996, rho: float = 0.3, epsilon: float = 0.01) -> None:

@@ -25,16 +25,14 @@ class Jigsaw(Method):
     by its own mean and std (section 3.1, against low-level statistics shortcuts). ``tile_input``
     resizes each tile (bilinear) to that many pixels before the backbone, as the paper feeds its
     64-px tiles at the network's scale; at CIFAR's 32 px a tile is 7 px (None: as cut). On CIFAR-10
-    ``tile_input=32`` solved the puzzle better and transferred worse (BENCHMARKS.md, 2c); what made
+    ``tile_input=32`` solved the puzzle better and transferred worse; what made
     the 7-px tiles transfer was ResNet's small-image stem (``--stem auto``'s choice at <= 64 px),
     which keeps their resolution: +4.0 kNN over random weights, against -0.2 with the ImageNet stem.
     """
 
     name = "jigsaw"
     paper = "Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles"
-    recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
-                    args={"num_permutations": 100, "tile_dim": 256, "hidden_dim": 1024, "normalize_tiles": True,
-                          "tile_fraction": 0.75, "tile_input": None})
+    recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")
 
     def __init__(self, backbone: Backbone, views: Views, num_permutations: int = 100, tile_dim: int = 256,
                  hidden_dim: int = 1024, normalize_tiles: bool = True, tile_fraction: float = 0.75,

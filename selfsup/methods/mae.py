@@ -6,7 +6,7 @@ import torch.nn as nn
 from torchvision.models.vision_transformer import EncoderBlock, VisionTransformer
 
 from ..backbones import Backbone
-from ..errors import ConfigError
+from ..utils.errors import ConfigError
 from ..losses import normalized_patch_mse
 from ..views import Views
 from ..views.corrupt import random_token_mask
@@ -47,9 +47,7 @@ class MAE(Method):
     name = "mae"
     paper = "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners"
     recipe = Recipe(optimizer="adamw", base_lr=1.5e-4, weight_decay=0.05, warmup_fraction=0.05, views="mae",
-                    adam_betas=(0.9, 0.95), backbone="vit-tiny",
-                    args={"mask_ratio": 0.75, "decoder_dim": 128, "decoder_depth": 2, "decoder_heads": 4,
-                          "norm_pix_loss": True})
+                    adam_betas=(0.9, 0.95), backbone="vit-tiny")
 
     def __init__(self, backbone: Backbone, views: Views, mask_ratio: float = 0.75, decoder_dim: int = 128,
                  decoder_depth: int = 2, decoder_heads: int = 4, norm_pix_loss: bool = True) -> None:

@@ -1,12 +1,11 @@
 """Masked language modelling (BERT): predict the selected 15% of tokens from the corrupted text."""
 from __future__ import annotations
 
-from dataclasses import replace
 
 import torch
 
 from ..backbones import Backbone
-from ..backbones.text import masked_mean
+from ..backbones.pooling import masked_mean
 from ..data.text import PAD, TokenSpec, trim_padding
 from ..losses.language import IGNORE, token_cross_entropy
 from ..views.text import mask_tokens
@@ -29,7 +28,7 @@ class MaskedLM(TextMethod):
 
     name = "mlm"
     paper = "Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
-    recipe = replace(TRANSFORMER_RECIPE, args={"mask_rate": 0.15})
+    recipe = TRANSFORMER_RECIPE
 
     def __init__(self, backbone: Backbone, views: TokenSpec, mask_rate: float = 0.15) -> None:
         super().__init__(backbone, views)

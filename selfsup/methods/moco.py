@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..distributed import gather_detached
+from ..utils.distributed import gather_detached
 from ..heads import Block, MLPHead
 from ..losses import InfoNCELoss
 from ..views import Views
@@ -49,8 +49,6 @@ class MoCoV2(Method):
     name = "moco_v2"
     paper = "He et al. 2020 / Chen et al. 2020, Momentum Contrast (v2: Improved Baselines)"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
-                    args={"projection_dim": 128, "hidden_dim": 2048, "queue_size": 65536, "temperature": 0.2,
-                          "momentum": 0.999, "bn_splits": 8, "symmetric": False},
                     sync_batchnorm=False)  # shuffling BN needs per-device statistics
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, hidden_dim: int = 2048,

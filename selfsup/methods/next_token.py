@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..backbones import Backbone
-from ..backbones.text import masked_mean
+from ..backbones.pooling import masked_mean
 from ..data.text import PAD, TokenSpec, trim_padding
 from ..losses.language import IGNORE, token_cross_entropy
 from ..views.text import next_token_targets

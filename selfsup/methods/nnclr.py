@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..distributed import gather_detached
+from ..utils.distributed import gather_detached
 from ..heads import Block, MLPHead
 from ..losses import CrossViewInfoNCELoss
 from ..views import Views
@@ -30,9 +30,7 @@ class NNCLR(Method):
 
     name = "nnclr"
     paper = "Dwibedi et al. 2021, With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning"
-    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol",
-                    args={"hidden_dim": 2048, "prediction_hidden_dim": 4096, "projection_dim": 256,
-                          "queue_size": 98304, "temperature": 0.1})
+    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 2048, prediction_hidden_dim: int = 4096,
                  projection_dim: int = 256, queue_size: int = 98304, temperature: float = 0.1) -> None:

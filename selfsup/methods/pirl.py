@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..distributed import gather_detached
+from ..utils.distributed import gather_detached
 from ..losses import InfoNCELoss, NCELoss
 from ..views import Views
 from ..views.jigsaw import jigsaw_tiles
@@ -31,7 +31,7 @@ class PIRL(Method):
     NCE's partition Z is estimated on every batch (``partition="batch"``; NCELoss says why).
     ``partition="first_batch"`` holds the first batch's estimate, as the official code does: on
     CIFAR-10 the features' effective rank then fell to 1.5-8 of 128 from step 30 on, and stayed
-    under 8 to step 820 of 1,350 (BENCHMARKS.md, 2b); with Z per batch the same run trained, rank 36
+    under 8 to step 820 of 1,350; with Z per batch the same run trained, rank 36
     at the end. ``loss_type="infonce"`` puts a softmax over the positive and the drawn negatives in
     place of NCE's binary terms (InfoNCE; VISSL's ``nce_loss_with_memory`` offers it as
     ``loss_type: cross_entropy``, and Wu et al.'s equation 2 is its full-bank form).
@@ -40,9 +40,7 @@ class PIRL(Method):
 
     name = "pirl"
     paper = "Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations"
-    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="simclr-cifar",
-                    args={"projection_dim": 128, "num_negatives": 32000, "temperature": 0.07, "loss_weight": 0.5,
-                          "bank_momentum": 0.5, "loss_type": "nce", "partition": "batch", "dataset_size": None})
+    recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="simclr-cifar")
     needs_indices = True
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 128, num_negatives: int = 32000,

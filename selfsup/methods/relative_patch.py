@@ -29,23 +29,21 @@ class RelativePatch(Method):
     three channels replaced by faint noise): ``aberration`` = project | drop | none. The paper offers
     both; projection keeps the rest of each patch's colour, so the encoder trains on inputs like the
     whole-colour images it is scored on, and on CIFAR-10 it transfers 5.6 kNN points better than
-    dropping (BENCHMARKS.md, 2c).
+    dropping.
     ``all_pairs`` (the default): each image gives all 8 (centre, neighbour) pairs, its 9 patches read
     once, as [1] trains the task, instead of [0]'s one random pair: 8x the labels for 4.5x the patches.
     Patch side as a fraction of the view (96/384 in the paper's ImageNet setting, 1/4).
     ``patch_input`` resizes each patch (bilinear) to that many pixels before the backbone: the paper
     feeds its 96-px patches at the network's own input size, while a quarter of a 32-px image is 8 px,
     which an ImageNet-stem ResNet reduces to a 2 x 2 map before its first block (None: as cut). On
-    CIFAR-10 it did not help (BENCHMARKS.md, 2c): upsampling adds no detail to an 8-px patch.
+    CIFAR-10 it did not help: upsampling adds no detail to an 8-px patch.
     The encoder learns patches, not whole images: score it as [1] does, on a grid of patch-sized
     cells, ``selfsup eval --patch-grid 4`` (1 / ``patch_fraction``).
     """
 
     name = "relative_patch"
     paper = "Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction"
-    recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext",
-                    args={"patch_fraction": 0.25, "aberration": "project", "hidden_dim": 512, "patch_input": None,
-                          "all_pairs": True})
+    recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")
 
     def __init__(self, backbone: Backbone, views: Views, patch_fraction: float = 0.25, aberration: str = "project",
                  hidden_dim: int = 512, patch_input: int | None = None, all_pairs: bool = True) -> None:

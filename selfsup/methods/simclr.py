@@ -24,8 +24,7 @@ class SimCLR(Method):
 
     name = "simclr"
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations"
-    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar",
-                    args={"temperature": 0.5, "projection_dim": 128, "hidden_dim": None})
+    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")
 
     def __init__(self, backbone: Backbone, views: Views, temperature: float = 0.5,
                  projection_dim: int = 128, hidden_dim: int | None = None) -> None:

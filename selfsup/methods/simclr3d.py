@@ -26,8 +26,7 @@ class SimCLR3D(VolumeMethod):
 
     name = "simclr3d"
     paper = "Chen et al. 2020 (SimCLR) with 3D views (Taleb et al. 2020)"
-    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="volume-simclr", backbone="small-convnet3d",
-                    args={"temperature": 0.5, "projection_dim": 128})
+    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="volume-simclr", backbone="small-convnet3d")
     collapse_prone = True
 
     def __init__(self, backbone: Backbone, views: Views, temperature: float = 0.5, projection_dim: int = 128) -> None:

@@ -30,8 +30,7 @@ class SimSiam(Method):
 
     name = "simsiam"
     paper = "Chen & He 2021, Exploring Simple Siamese Representation Learning"
-    recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
-                    args={"projection_dim": 2048, "prediction_dim": 512, "predictor_lr_scale": 1.0})
+    recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2")
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 2048, prediction_dim: int = 512,
                  predictor_lr_scale: float = 1.0) -> None:

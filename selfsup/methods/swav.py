@@ -6,8 +6,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
-from ..distributed import gather_detached, offset, world_size
-from ..engine.monitor import perplexity
+from ..utils.distributed import gather_detached, offset, world_size
+from ..utils.monitor import perplexity
 from ..heads import projection_head
 from ..losses import SwAVLoss, sinkhorn
 from ..views import Views
@@ -30,7 +30,7 @@ class SwAV(Method):
     ``queue_start_step`` is reached and the queue is full; the prototypes stay frozen for the
     first ``freeze_prototypes_steps`` (the paper: the first epoch; 313 steps at batch 4,096). The
     official batch-256 script starts the queue at epoch 15; a shorter run wants ``queue_size=0``
-    (started at epoch 1, the queue cost 5 points of kNN in BENCHMARKS 2b's 7-epoch CIFAR-10 run).
+    (started at epoch 1, the queue cost 5 points of kNN in a 7-epoch CIFAR-10 run).
     Projector 2048 hidden -> 128; LARS lr 0.6 x batch/256 (the batch-256 recipe), weight decay 1e-6.
     The queue and the step count are buffers, saved and restored with the run. ``code_perplexity``
     (logged) is exp of the codes' mean entropy: near K the codes are uniform and carry no cluster
@@ -39,10 +39,7 @@ class SwAV(Method):
 
     name = "swav"
     paper = "Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments"
-    recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_fraction=0.0, views="swav",
-                    args={"hidden_dim": 2048, "projection_dim": 128, "num_prototypes": 3000, "temperature": 0.1,
-                          "epsilon": 0.05, "sinkhorn_iterations": 3, "freeze_prototypes_steps": 313,
-                          "queue_size": 3840, "queue_start_step": 3000})
+    recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_fraction=0.0, views="swav")
     multi_crop = True
     logged = ("code_perplexity",)
 

@@ -8,29 +8,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..backbones import Backbone
+from ..data.order import bucketed_order
 from .base import EpochContext, Method, Recipe
 
 # The Transformer methods' shared recipe: AdamW with BERT's weight decay and 10% warm-up; BERT's
 # lr is 1e-4 at batch 256 for 1M steps, a CPU-sized model and budget trains faster at 1e-3.
 TRANSFORMER_RECIPE = Recipe(optimizer="adamw", base_lr=1e-3, weight_decay=0.01, warmup_fraction=0.1, views="text",
                             backbone="text-transformer")
-
-
-def bucketed_order(lengths: np.ndarray, batch: int, seed: int, epoch: int, batches_per_bucket: int = 50) -> np.ndarray:
-    """An epoch's order in which each batch holds texts of similar length: a seeded permutation is cut
-    into buckets of ``batches_per_bucket`` batches, each bucket is sorted by length and cut into
-    batches, and the batches are shuffled. Every text appears at most once (the remainder of the
-    permutation, under one batch, waits for the next epoch), and (seed, epoch) fix it, so a resumed
-    run replays it. Padding to a batch's longest text then costs little (SST-2: ~4x less work)."""
-    rng = np.random.default_rng((seed, epoch, 0xB0C4E7))
-    order = rng.permutation(len(lengths))
-    n_batches = len(order) // batch
-    order = order[:n_batches * batch]
-    step = batch * batches_per_bucket
-    for start in range(0, len(order), step):
-        part = order[start:start + step]
-        order[start:start + step] = part[np.argsort(lengths[part], kind="stable")]
-    return order.reshape(n_batches, batch)[rng.permutation(n_batches)].ravel()
 
 
 class TextMethod(Method):

@@ -27,8 +27,7 @@ class Triplet(Method):
 
     name = "triplet"
     paper = "Schroff et al. 2015, FaceNet (triplet margin loss, semi-hard mining) on two views"
-    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar",
-                    args={"margin": 0.2, "mining": "semi-hard", "projection_dim": 128, "hidden_dim": None})
+    recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")
 
     def __init__(self, backbone: Backbone, views: Views, margin: float = 0.2, mining: str = "semi-hard",
                  projection_dim: int = 128, hidden_dim: int | None = None) -> None:

@@ -22,8 +22,7 @@ class VICReg(Method):
 
     name = "vicreg"
     paper = "Bardes et al. 2022, VICReg: Variance-Invariance-Covariance Regularization"
-    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol",
-                    args={"projection_dim": 8192, "invariance": 25.0, "variance": 25.0, "covariance": 1.0})
+    recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 8192, invariance: float = 25.0,
                  variance: float = 25.0, covariance: float = 1.0) -> None:

@@ -29,14 +29,14 @@ class Word2Vec(TextMethod):
     Plain SGD as in the reference, which steps once per pair at lr 0.025 (decaying): on the mean loss
     of a batch of thousands of pairs the equivalent rate is large (25 x batch/256, momentum 0.9,
     cosine decay). AdamW instead gave vectors sharing one direction (cosines 0.85-0.98) and 63% kNN
-    against SGD's 73% on SST-2 (BENCHMARKS 9a).
+    against SGD's 73% on SST-2.
     """
 
     name = "word2vec"
     paper = "Mikolov et al. 2013, Distributed Representations of Words and Phrases (skip-gram, negative sampling)"
     tokenizer = "word"
     recipe = Recipe(optimizer="sgd", base_lr=25.0, weight_decay=0.0, warmup_fraction=0.0, views="text",
-                    backbone="word-embedding", args={"window": 5, "negatives": 5, "subsample": 1e-3})
+                    backbone="word-embedding")
 
     def __init__(self, backbone: Backbone, views: TokenSpec, window: int = 5, negatives: int = 5,
                  subsample: float = 1e-3) -> None:

@@ -14,30 +14,26 @@ import copy
 import json
 import logging
 import math
-import os
-import signal
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from ..backbones import Backbone, build_backbone
 from ..backbones.io import load_backbone, save_encoder
-from ..config import SemisupConfig, resumed_config, save_yaml, to_dict
+from ..config import SemisupConfig, resumed_config, save_yaml, to_dict, typed_arguments
 from ..data.images import ImageSpec, Prepared, probe_spec
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, train_test
-from ..engine import checkpoint as ckpt
+from ..utils import checkpoint as ckpt
 from ..engine.logger import MetricsLogger
 from ..engine.optim import param_groups
-from ..engine.runtime import prepare_out, resolve_device, seed_everything, step_generator
-from ..engine.schedule import due, set_learning_rates
-from ..engine.trainer import KILL_ENV
-from ..errors import ConfigError, NonFiniteLossError
+from ..utils.runtime import prepare_out, resolve_device, seed_everything, step_generator
+from ..engine.loop import Loop, StepResult, budget_steps, seconds_per_step, steps_in_time
+from ..utils.errors import ConfigError
 from ..evaluate.finetune import Classifier, accuracy
 from ..views import Normalization, estimate_normalization, eval_transform
 from ..views.randaugment import rand_augment
@@ -120,8 +116,8 @@ class SemisupRun:
         """FixMatch's EMA of the weights, or the weights themselves."""
         return self.ema if self.ema_decay > 0 else self.model
 
-    def step(self, step: int) -> dict[str, torch.Tensor]:
-        """One optimizer step on a labeled and an unlabeled batch drawn by (seed, step)."""
+    def forward(self, step: int, batch: None = None, logging: bool = False, player: None = None) -> StepResult:
+        """The loss of one step on a labeled and an unlabeled batch drawn by (seed, step)."""
         generator = step_generator(self.seed, 11, step)
         n_unlabeled = self.batch_size * self.ratio
         pick = self.subset[torch.randint(len(self.subset), (self.batch_size,), generator=generator).numpy()]
@@ -132,27 +128,28 @@ class SemisupRun:
             _, x_pool = next(self.pool.batches(drawn, len(drawn)))
             views += [weak_view(x_pool, generator), rand_augment(weak_view(x_pool, generator), generator)]
         size = self.labeled.spec.image_size
-        batch = torch.cat([eval_transform(v.to(self.device), size, self.normalization) for v in views])
-        lr_now = _cosine_lr(step, self.steps, self.lr)
-        set_learning_rates(self.optimizer, self.lr, lr_now)
+        batch_images = torch.cat([eval_transform(v.to(self.device), size, self.normalization) for v in views])
         self.model.train()
-        sup_logits, weak_logits, strong_logits = self.model(batch).split([len(pick), n_unlabeled, n_unlabeled])
+        sup_logits, weak_logits, strong_logits = self.model(batch_images).split([len(pick), n_unlabeled, n_unlabeled])
         labels = torch.from_numpy(np.asarray(self.labeled.labels)[pick]).to(self.device)
         supervised = self.method.supervised(sup_logits, labels, step, self.steps)
         if n_unlabeled:
             unlabeled, mask_rate = self.method.unlabeled(weak_logits, strong_logits)
         else:
             unlabeled = mask_rate = torch.zeros((), device=self.device)
-        loss = supervised + unlabeled
-        if not torch.isfinite(loss):
-            return {"loss": loss.detach()}  # the caller stops before this step touches the weights
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        return StepResult(supervised + unlabeled, scalars={"supervised_loss": supervised.detach(),
+                                                           "unlabeled_loss": unlabeled.detach(),
+                                                           "mask_rate": mask_rate.detach()})
+
+    def update_ema(self, step: int) -> None:
+        """After each optimizer step: FixMatch's exponential moving average of the weights."""
         if self.ema_decay > 0:
             _ema_update(self.ema, self.model, self.ema_decay, step)
-        return {"loss": loss.detach(), "supervised_loss": supervised.detach(), "unlabeled_loss": unlabeled.detach(),
-                "mask_rate": mask_rate.detach(), "lr": torch.tensor(lr_now)}
+
+    def loop(self, **settings: Any) -> Loop:
+        """The engine's loop over this run: FixMatch's cosine decay, the EMA after each step."""
+        return Loop(self.optimizer, self.steps, lambda step: _cosine_lr(step, self.steps, self.lr), self.lr,
+                    after_step=[self.update_ema], **settings)
 
     def seconds_per_step(self, trials: int = 6) -> float:
         """Median seconds of a training step, timed on a throw-away copy of this run (its model, EMA
@@ -161,14 +158,13 @@ class SemisupRun:
         trial.model = copy.deepcopy(self.model)
         trial.ema = copy.deepcopy(self.ema)
         trial.optimizer = type(self.optimizer)(trial.model.parameters(), **self.optimizer.defaults)
-        seconds = []
-        for step in range(trials):
-            t0 = time.perf_counter()
-            trial.step(step)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds.append(time.perf_counter() - t0)
-        return float(np.median(seconds[2:]))
+
+        def run_steps(after_step: Callable[[int], None]) -> None:
+            loop = trial.loop()
+            loop.total_steps, loop.after_step = trials, [trial.update_ema, after_step]
+            loop.run(trial.forward)
+
+        return seconds_per_step(run_steps, self.device)
 
     def test_accuracy(self, test: Prepared) -> float:
         return accuracy(self.evaluated, test, np.arange(len(test)), self.labeled.spec.image_size, self.normalization,
@@ -182,9 +178,7 @@ def semisup_accuracy(method: UDA | FixMatch, backbone: Backbone, labeled: Prepar
     command's defaults (``SemisupConfig``) otherwise, no checkpoints."""
     cfg = SemisupConfig(steps=steps, batch_size=batch_size, seed=seed)
     run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, device)
-    for step in range(steps):
-        if not torch.isfinite(run.step(step)["loss"]):
-            raise NonFiniteLossError(f"{method.name}: non-finite loss at step {step}")
+    run.loop().run(run.forward)
     return run.test_accuracy(test)
 
 
@@ -216,94 +210,85 @@ def run_semisup(cfg: SemisupConfig, progress: bool = True) -> dict:
     out = Path(cfg.out)
     if cfg.resume:
         cfg = resumed_config(SemisupConfig, out, {"device": cfg.device})
-    if cfg.method not in SEMISUP_METHODS:
-        raise ConfigError(f"unknown semi-supervised method {cfg.method!r} (known: {', '.join(SEMISUP_METHODS)})")
-    try:
-        method = SEMISUP_METHODS[cfg.method](**(cfg.method_args or {}))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cfg.method}: {exc}") from None
+    method = semisup_method(cfg.method, cfg.method_args or {})
     budget = parse_labels_per_class(str(cfg.labels_per_class))
     if len(budget) != 1:
         raise ConfigError("--labels-per-class takes one budget here, e.g. 10 or all")
-    if cfg.steps is not None and cfg.time_limit is not None:
-        raise ConfigError("give one budget: --steps or --time-limit")
-    if (cfg.steps is not None and cfg.steps < 1) or cfg.batch_size < 1:
-        raise ConfigError("--steps and --batch-size must be at least 1")
-    if cfg.time_limit is not None and cfg.time_limit <= 0:
-        raise ConfigError("--time-limit must be positive")
-    if cfg.unlabeled_ratio is not None and cfg.unlabeled_ratio < 0:
-        raise ConfigError("--unlabeled-ratio must be 0 (supervised only) or more")
+    budget_steps(cfg.steps, None, cfg.time_limit, 1)  # one budget at most
     prepare_out(out, cfg.resume, cfg.overwrite)
-    device = resolve_device(cfg.device)
-    info = None
-    if cfg.checkpoint:
-        backbone, info = load_backbone(cfg.checkpoint)
-    labeled, test, pool = _data(cfg, out, info)
-    all_labels = np.asarray(labeled.labels)
-    num_classes = int(all_labels.max()) + 1
-    subset = labeled_subset(all_labels, cfg.seed, per_class=budget[0])
-    save_subset(out, f"{budget[0] or 'all'}-seed{cfg.seed}", [labeled.collection.keys[i] for i in subset])
-    if info is not None:
-        normalization = Normalization(**info["normalization"])
-    else:
-        normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
-        seed_everything(cfg.seed)
-        backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
-    run = SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, device)
+    run, test = _build(cfg, method, budget[0], out, resolve_device(cfg.device))
     if cfg.time_limit is not None:  # the schedule needs the step count before the first step
         per_step = run.seconds_per_step()
-        run.steps = max(1, int((cfg.time_limit - (time.perf_counter() - started)) / per_step))
+        run.steps = steps_in_time(cfg.time_limit, started, per_step)
         log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, run.steps)
     cfg = replace(cfg, steps=run.steps, time_limit=None)  # what config.yaml keeps: a resume replays these steps
-    state = nn.ModuleDict({"model": run.model, "ema": run.ema})
-    folder, start = out / "checkpoints", 0
-    if cfg.resume and (latest := ckpt.latest_checkpoint(folder)) is not None:
-        start = ckpt.restore(latest, state, run.optimizer)["step"]
-        log.info("resuming %s from step %d of %d", out, start, cfg.steps)
-    elif not cfg.resume:
-        save_yaml(to_dict(cfg), out / "config.yaml")
-    meta = {"config": to_dict(cfg), "total_steps": cfg.steps}
-    logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
-    bar = tqdm(total=cfg.steps, initial=start, desc=cfg.method, unit="step", file=sys.stderr, disable=not progress)
-    loop_start, window, window_from = time.perf_counter(), time.perf_counter(), start
-    kill_at = int(os.environ.get(KILL_ENV, "-1"))
-    try:
-        for step in range(start, cfg.steps):
-            scalars = run.step(step)
-            if not torch.isfinite(scalars["loss"]):
-                kept = ckpt.latest_checkpoint(folder)
-                raise NonFiniteLossError(f"non-finite loss ({scalars['loss'].item()}) at step {step}; stopped, "
-                                         f"{'last good checkpoint: ' + str(kept) if kept else 'no checkpoint yet'}")
-            done = step + 1
-            bar.update(1)
-            if due(done, cfg.log_every, cfg.steps):
-                now = time.perf_counter()
-                # the window since the last log: shorter than log_every for the last one, or after a resume
-                images = (done - window_from) * run.batch_size * (1 + 2 * run.ratio)
-                logger.log({"step": done, **{k: v.item() for k, v in scalars.items()},
-                            "images_per_second": round(images / max(now - window, 1e-9), 2),
-                            "seconds": round(now - loop_start, 3)})
-                window, window_from = now, done
-                bar.set_postfix(loss=f"{scalars['loss'].item():.3f}", mask=f"{scalars['mask_rate'].item():.2f}")
-            if due(done, cfg.checkpoint_every, cfg.steps):
-                ckpt.save_checkpoint(folder, done, state, run.optimizer, meta)
-            if done == kill_at:  # test hook, as in pretraining
-                os.kill(os.getpid(), signal.SIGKILL)
-    finally:
-        bar.close()
-        logger.close()
-    test_accuracy = run.test_accuracy(test)
-    save_encoder(out, run.evaluated.backbone, normalization, labeled.spec.image_size, labeled.spec.load_size,
-                 {"method": cfg.method, "steps": cfg.steps})
-    ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in run.evaluated.head.state_dict().items()},
-                             out / "head.safetensors")
+    loop_start = time.perf_counter()
+    _train(run, cfg, out, progress)
     result = {"method": cfg.method, "labels_per_class": budget[0] if budget[0] is not None else "all",
-              "n_labels": len(subset), "seed": cfg.seed, "steps": cfg.steps, "unlabeled_ratio": run.ratio, "checkpoint": cfg.checkpoint,
-              "test_accuracy": test_accuracy, "evaluated": "ema" if run.ema_decay > 0 else "model",
+              "n_labels": len(run.subset), "seed": cfg.seed, "steps": cfg.steps, "unlabeled_ratio": run.ratio,
+              "checkpoint": cfg.checkpoint, "test_accuracy": _save(run, test, cfg, out),
+              "evaluated": "ema" if run.ema_decay > 0 else "model",
               "train_seconds": round(time.perf_counter() - loop_start, 3),
               "seconds": round(time.perf_counter() - started, 3), "out": str(out)}
     ckpt.atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
 
 
-__all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "unlabeled_pool", "weak_view"]
+def semisup_method(name: str, given: dict[str, Any]) -> UDA | FixMatch:
+    """The semi-supervised method ``name`` with its arguments, each converted to its annotation."""
+    if name not in SEMISUP_METHODS:
+        raise ConfigError(f"unknown semi-supervised method {name!r} (known: {', '.join(SEMISUP_METHODS)})")
+    cls = SEMISUP_METHODS[name]
+    try:
+        return cls(**typed_arguments(cls.__init__, given, f"{name} has no argument", "method_args"))
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+def _build(cfg: SemisupConfig, method: UDA | FixMatch, per_class: int | None, out: Path,
+           device: torch.device) -> tuple[SemisupRun, Prepared]:
+    """The run: the labeled subset (saved), the pool, the backbone (a checkpoint's or fresh) and its
+    classifier; and the test set."""
+    info = None
+    if cfg.checkpoint:
+        backbone, info = load_backbone(cfg.checkpoint)
+    labeled, test, pool = _data(cfg, out, info)
+    all_labels = np.asarray(labeled.labels)
+    subset = labeled_subset(all_labels, cfg.seed, per_class=per_class)
+    save_subset(out, f"{per_class or 'all'}-seed{cfg.seed}", [labeled.collection.keys[i] for i in subset])
+    if info is not None:
+        normalization = Normalization(**info["normalization"])
+    else:
+        normalization = estimate_normalization(next(pool.batches(np.arange(min(len(pool), 10000)), 10000))[1])
+        seed_everything(cfg.seed)
+        backbone = build_backbone(cfg.backbone, labeled.spec.channels, cfg.stem, labeled.spec.image_size)
+    num_classes = int(all_labels.max()) + 1
+    return SemisupRun.build(method, backbone, labeled, pool, subset, normalization, num_classes, cfg, device), test
+
+
+def _train(run: SemisupRun, cfg: SemisupConfig, out: Path, progress: bool) -> None:
+    """The engine's loop over the run, checkpointing the model and its EMA; resumes with --resume."""
+    loop = run.loop(state=nn.ModuleDict({"model": run.model, "ema": run.ema}), folder=out / "checkpoints",
+                    checkpoint_every=cfg.checkpoint_every, meta={"config": to_dict(cfg), "total_steps": cfg.steps},
+                    log_every=cfg.log_every, row=lambda done, result: {k: v.item() for k, v in result.scalars.items()},
+                    items_per_step=run.batch_size * (1 + 2 * run.ratio), description=cfg.method, progress=progress)
+    start = loop.restore() if cfg.resume else 0
+    if start:
+        log.info("resuming %s from step %d of %d", out, start, cfg.steps)
+    elif not cfg.resume:
+        save_yaml(to_dict(cfg), out / "config.yaml")
+    loop.logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
+    loop.run(run.forward, start=start)
+
+
+def _save(run: SemisupRun, test: Prepared, cfg: SemisupConfig, out: Path) -> float:
+    """Save the evaluated model's encoder and head; its test accuracy (the test set's one use)."""
+    labeled = run.labeled
+    save_encoder(out, run.evaluated.backbone, run.normalization, labeled.spec.image_size, labeled.spec.load_size,
+                 {"method": cfg.method, "steps": cfg.steps})
+    ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in run.evaluated.head.state_dict().items()},
+                             out / "head.safetensors")
+    return run.test_accuracy(test)
+
+
+__all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "semisup_method", "unlabeled_pool", "weak_view"]

@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,15 @@ from ..backbones.io import load_backbone
 from ..backbones.registry import BackboneSpec
 from ..config import PretrainConfig, SemisupConfig, StudyConfig, build_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
-from ..data.pool import decoded_pool, pool_spec
+from ..data.decoded import decoded_pool, pool_spec
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
-from ..engine.checkpoint import atomic_save_tensors, atomic_write_text
-from ..engine.runtime import resolve_device, seed_everything
-from ..errors import ConfigError, SelfSupError
+from ..utils.checkpoint import atomic_save_tensors, atomic_write_text
+from ..utils.runtime import resolve_device, seed_everything
+from ..utils.errors import ConfigError, SelfSupError
 from ..evaluate.diagnostics import feature_diagnostics
-from ..evaluate.features import extract_features
+from ..backbones.features import extract_features
 from ..evaluate.finetune import Downstream, finetuned_accuracy, lr_grid_for
-from ..evaluate.knn import knn_predict, topk_accuracy
+from ..utils.knn import knn_predict, topk_accuracy
 from ..evaluate.linear import linear_probe
 from ..methods import METHODS
 from ..semisup.methods import SEMISUP_METHODS
@@ -243,9 +243,61 @@ def _frozen_score(enc: Encoder, evaluation: str, subset: np.ndarray, labels: np.
     return topk_accuracy(scores, enc.test_labels, (1,))[1], chosen
 
 
+@dataclass
+class Plan:
+    """What a study's config asks for, checked before any work: the encoders' names, the semi-supervised
+    rows, the evaluations and the label budgets."""
+
+    names: list[str]
+    checkpoints: dict[str, str]
+    semisup_specs: list[tuple[str, str, str | None]]
+    evaluations: list[str]
+    budgets: list[int | None]
+    semisup_budgets: list[int | None]
+    labeled: str
+
+
+@dataclass
+class Study:
+    """A study as it runs: its config and folder, timings, the encoders and the labeled data."""
+
+    cfg: StudyConfig
+    out: Path
+    device: torch.device
+    progress: bool
+    timings: dict[str, float]
+    encoders: list[Encoder] = field(default_factory=list)
+    semisup: list[SemisupEntry] = field(default_factory=list)
+    text: bool = False
+    train_c: Any = None  # the labeled collection (texts: a TextCollection)
+    test_c: Any = None
+    train_of: dict[str, tuple[Prepared, Prepared]] = field(default_factory=dict)  # method -> (labeled, test)
+    groups: np.ndarray | None = None
+    random_features: dict[str, torch.Tensor] = field(default_factory=dict)  # architecture -> test features
+
+    def save_timings(self) -> None:
+        atomic_write_text(self.out / "timings.json", json.dumps(self.timings, indent=1))
+
+
 def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the study in ``cfg.out``; returns what results.json holds, plus paths."""
     started = time.perf_counter()
+    plan = _plan(cfg)
+    out = Path(cfg.out)
+    _guard_out(out, cfg)
+    save_yaml(to_dict(cfg), out / "config.yaml")
+    timings_path = out / "timings.json"
+    study = Study(cfg, out, resolve_device(cfg.device), progress,
+                  json.loads(timings_path.read_text()) if timings_path.exists() else {})
+    _encoders(study, plan)  # 1. pretrained here (resumable) or given
+    _labeled_sets(study, plan.labeled)  # 2. decoded once per image format (texts: tokenized per tokenizer)
+    diagnostics = _features_and_diagnostics(study)  # 3. cached per checkpoint, and for random weights
+    rows = _evaluate(study, plan)  # 4. every (budget, seed): the same subset for every method
+    return _report(study, plan, rows, diagnostics, started)  # 5. tables, figures, report
+
+
+def _plan(cfg: StudyConfig) -> Plan:
+    """The study's methods, checkpoints, evaluations and budgets, each checked."""
     checkpoints = {str(k): str(v) for k, v in (cfg.checkpoints or {}).items()}
     listed = _names(cfg.methods)
     semisup_listed = [n for n in listed if n in SEMISUP_METHODS or "+" in n]
@@ -272,153 +324,166 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     if semisup_specs and not set(semisup_budgets) <= set(budgets):
         raise ConfigError(f"semisup_labels_per_class {cfg.semisup_labels_per_class} is not among the study's "
                           f"budgets {cfg.labels_per_class}")
-    if cfg.seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
     labeled = cfg.labeled or cfg.data
     if not labeled:
         raise ConfigError("study needs --labeled (or a labeled --data)")
-    out = Path(cfg.out)
-    _guard_out(out, cfg)
-    save_yaml(to_dict(cfg), out / "config.yaml")
-    device = resolve_device(cfg.device)
-    timings_path = out / "timings.json"
-    timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+    return Plan(names, checkpoints, semisup_specs, evaluations, budgets, semisup_budgets, labeled)
 
-    # 1. The encoders: pretrained here (resumable) or given.
-    encoders = []
-    for name in names:
-        path = checkpoints.get(name) or _pretrained(name, cfg, out, progress, timings)
-        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+
+def _encoders(study: Study, plan: Plan) -> None:
+    """Each method's encoder, pretrained into OUT/pretrain/NAME or given, and the semi-supervised rows."""
+    for name in plan.names:
+        path = plan.checkpoints.get(name) or _pretrained(name, study.cfg, study.out, study.progress, study.timings)
+        study.save_timings()
         backbone, info = load_backbone(path)
-        encoders.append(Encoder(name, path, backbone.to(device), info))
-    architectures = sorted({e.architecture for e in encoders})
+        study.encoders.append(Encoder(name, path, backbone.to(study.device), info))
+    encoders = study.encoders
     by_name = {e.name: e for e in encoders}
-    semisup = [SemisupEntry(entry, method, by_name[base] if base else encoders[0], base is not None)
-               for entry, method, base in semisup_specs]
-    for enc in encoders:
-        if len(architectures) > 1:
+    study.semisup = [SemisupEntry(entry, method, by_name[base] if base else encoders[0], base is not None)
+                     for entry, method, base in plan.semisup_specs]
+    if len({e.architecture for e in encoders}) > 1:
+        for enc in encoders:
             enc.scratch = f"scratch ({enc.info['backbone']['name']})"
 
-    # 2. The labeled and test sets, decoded once per image format (texts: tokenized per tokenizer).
-    modalities = {e.info.get("modality", "image") for e in encoders}
+
+def _labeled_sets(study: Study, labeled: str) -> None:
+    """The labeled and test sets of one modality, decoded once per image format each encoder reads."""
+    cfg = study.cfg
+    modalities = {e.info.get("modality", "image") for e in study.encoders}
     if len(modalities) > 1:
         raise ConfigError(f"a study compares encoders of one modality: these mix {' and '.join(sorted(modalities))} checkpoints")
     modality = modalities.pop()
-    text = modality == "text"
-    if modality in ("video", "volume") and semisup:
+    study.text = modality == "text"
+    if modality != "image" and study.semisup:
         raise ConfigError(f"semi-supervised rows (uda, fixmatch) train on images; a {modality} study cannot have them")
-    if text and semisup:
-        raise ConfigError("semi-supervised rows (uda, fixmatch) train on images; a text study cannot have them")
-    groups = None
-    if text:
-        train_c, test_c, train_of, groups = _text_sets(encoders, labeled, cfg)
-    else:
-        train_c, test_c = train_test(labeled, cfg.test, out, kind=modality)
-        pool_class = decoded_pool if modality in ("video", "volume") else Prepared
-        if test_c is None or not train_c.has_labels or not test_c.has_labels:
-            raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
-        prepared: dict[str, tuple[Prepared, Prepared]] = {}
-        train_of = {}  # method -> its (labeled, test) images
-        for enc in encoders:
-            key = json.dumps(asdict(enc.image_spec), sort_keys=True)
-            if key not in prepared:
-                prepared[key] = (pool_class(train_c, enc.image_spec, strict=cfg.strict, progress=progress),
-                                 pool_class(test_c, enc.image_spec, strict=cfg.strict, progress=progress))
-            train_of[enc.name] = prepared[key]
-    labels = np.asarray(train_c.labels)
-    num_classes = max(train_c.num_classes, int(labels.max()) + 1)
-    if num_classes < 2:
-        raise SelfSupError("the labeled set needs at least two classes")
+    if study.text:
+        study.train_c, study.test_c, study.train_of, study.groups = _text_sets(study.encoders, labeled, cfg)
+        return
+    study.train_c, study.test_c = train_test(labeled, cfg.test, study.out, kind=modality)
+    pool_class = decoded_pool if modality in ("video", "volume") else Prepared
+    if study.test_c is None or not study.train_c.has_labels or not study.test_c.has_labels:
+        raise ConfigError(f"{labeled} carries no labels to study with; pass a labeled --labeled (and --test)")
+    prepared: dict[str, tuple[Prepared, Prepared]] = {}
+    for enc in study.encoders:
+        key = json.dumps(asdict(enc.image_spec), sort_keys=True)
+        if key not in prepared:
+            prepared[key] = (pool_class(study.train_c, enc.image_spec, strict=cfg.strict, progress=study.progress),
+                             pool_class(study.test_c, enc.image_spec, strict=cfg.strict, progress=study.progress))
+        study.train_of[enc.name] = prepared[key]
 
-    # 3. Cached frozen features and diagnostics, per checkpoint and for random weights.
-    diagnostics: dict[str, dict[str, float]] = {}
-    diag_path = out / "diagnostics.json"
-    if diag_path.exists():
-        diagnostics = json.loads(diag_path.read_text())
-    random_features: dict[str, torch.Tensor] = {}
-    for enc in encoders:
-        train, test = train_of[enc.name]
-        _cached_features(enc, train, test, out, device, timings, progress)
+
+def _features_and_diagnostics(study: Study) -> dict[str, dict[str, float]]:
+    """Frozen features of every encoder (cached) and of random weights of each architecture, and the
+    diagnostics of both (kept in OUT/diagnostics.json)."""
+    cfg, device = study.cfg, study.device
+    diag_path = study.out / "diagnostics.json"
+    diagnostics: dict[str, dict[str, float]] = json.loads(diag_path.read_text()) if diag_path.exists() else {}
+    for enc in study.encoders:
+        train, test = study.train_of[enc.name]
+        _cached_features(enc, train, test, study.out, device, study.timings, study.progress)
         if enc.name not in diagnostics:
             diagnostics[enc.name] = feature_diagnostics(enc.backbone, enc.test_features, test, enc.normalization,
                                                         enc.image_size, device, seed=cfg.seed)
         random_name = f"random weights ({enc.info['backbone']['name']})"
-        if enc.architecture not in random_features:
+        if enc.architecture not in study.random_features:
             seed_everything(cfg.seed)
             random_backbone = build_like(enc.spec, enc.image_size).to(device)
             feats, _ = extract_features(random_backbone, test, enc.normalization, enc.image_size, device)
-            random_features[enc.architecture] = feats
+            study.random_features[enc.architecture] = feats
             if random_name not in diagnostics:
                 diagnostics[random_name] = feature_diagnostics(random_backbone, feats, test, enc.normalization,
                                                                enc.image_size, device, seed=cfg.seed)
         atomic_write_text(diag_path, json.dumps(diagnostics, indent=1))
-        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+        study.save_timings()
+    return diagnostics
 
-    # 4. Every (budget, seed): the same subset for every method; scratch once per architecture.
-    results = ResultLog(out / "results.jsonl")
+
+def _units(study: Study, plan: Plan) -> list[tuple[Any, str, int | None, int]]:
+    """Every (encoder or row, evaluation, budget, seed) of the study; scratch once per architecture."""
     units = []
-    for per_class in budgets:
-        for seed in range(1 if per_class is None else cfg.seeds):
-            if "scratch" in evaluations:
+    for per_class in plan.budgets:
+        for seed in range(1 if per_class is None else study.cfg.seeds):
+            if "scratch" in plan.evaluations:
                 done_arch = set()
-                for enc in encoders:
+                for enc in study.encoders:
                     if enc.architecture not in done_arch:
                         done_arch.add(enc.architecture)
                         units.append((enc, "scratch", per_class, seed))
-            units += [(enc, e, per_class, seed) for enc in encoders for e in evaluations if e != "scratch"]
-            if per_class in semisup_budgets:
-                units += [(entry, "semisup", per_class, seed) for entry in semisup]
+            units += [(enc, e, per_class, seed) for enc in study.encoders for e in plan.evaluations if e != "scratch"]
+            if per_class in plan.semisup_budgets:
+                units += [(entry, "semisup", per_class, seed) for entry in study.semisup]
+    return units
+
+
+def _evaluate(study: Study, plan: Plan) -> list[dict[str, Any]]:
+    """Every unit not yet in OUT/results.jsonl, each on the subset of its (budget, seed); all rows."""
+    cfg, out = study.cfg, study.out
+    results = ResultLog(out / "results.jsonl")
+    labels = np.asarray(study.train_c.labels)
+    num_classes = max(study.train_c.num_classes, int(labels.max()) + 1)
+    if num_classes < 2:
+        raise SelfSupError("the labeled set needs at least two classes")
+    units = _units(study, plan)
     todo = [u for u in units if ((u[0].scratch if u[1] == "scratch" else u[0].name), u[1], budget_name(u[2]), u[3])
             not in results]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
-               disable=not progress)
+               disable=not study.progress)
     pool: Prepared | None = None  # the unlabeled images of the semi-supervised rows, decoded when first needed
     for enc, evaluation, per_class, seed in todo:
-        subset = labeled_subset(labels, seed, per_class=per_class, groups=groups)
-        save_subset(out, f"{budget_name(per_class)}-seed{seed}", [train_c.keys[i] for i in subset])
+        subset = labeled_subset(labels, seed, per_class=per_class, groups=study.groups)
+        save_subset(out, f"{budget_name(per_class)}-seed{seed}", [study.train_c.keys[i] for i in subset])
         t0 = time.perf_counter()
         if evaluation in ("linear", "knn"):
             acc, chosen = _frozen_score(enc, evaluation, subset, labels, num_classes, seed, cfg)
         elif evaluation == "semisup":
             if pool is None:
-                pool = unlabeled_pool(cfg.data, labeled, train_of[enc.encoder.name][0], cfg.strict, progress)
-            acc, chosen = _semisup(enc, subset, seed, cfg, train_of[enc.encoder.name], pool, num_classes, device)
+                pool = unlabeled_pool(cfg.data, plan.labeled, study.train_of[enc.encoder.name][0], cfg.strict,
+                                      study.progress)
+            acc, chosen = _semisup(enc, subset, seed, cfg, study.train_of[enc.encoder.name], pool, num_classes,
+                                   study.device)
         else:
-            acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, train_of[enc.name], num_classes, device)
-        name = enc.scratch if evaluation == "scratch" else enc.name
-        results.add({"method": name, "evaluation": evaluation, "budget": budget_name(per_class),
-                     "labels_per_class": per_class if per_class is not None else "all", "n_labels": int(len(subset)),
-                     "seed": seed, "accuracy": acc, "seconds": round(time.perf_counter() - t0, 3),
-                     "chosen": chosen, "backbone": enc.info["backbone"]["name"]})
-        timings[f"{evaluation} (all runs)"] = timings.get(f"{evaluation} (all runs)", 0.0) + time.perf_counter() - t0
-        atomic_write_text(timings_path, json.dumps(timings, indent=1))
+            acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, study.train_of[enc.name], num_classes,
+                                     study.device)
+        results.add({"method": enc.scratch if evaluation == "scratch" else enc.name, "evaluation": evaluation,
+                     "budget": budget_name(per_class), "labels_per_class": per_class if per_class is not None else "all",
+                     "n_labels": int(len(subset)), "seed": seed, "accuracy": acc,
+                     "seconds": round(time.perf_counter() - t0, 3), "chosen": chosen,
+                     "backbone": enc.info["backbone"]["name"]})
+        key = f"{evaluation} (all runs)"
+        study.timings[key] = study.timings.get(key, 0.0) + time.perf_counter() - t0
+        study.save_timings()
         bar.update(1)
     bar.close()
+    return list(results.rows.values())
 
-    # 5. Tables, figures, report.
+
+def _report(study: Study, plan: Plan, rows: list[dict[str, Any]], diagnostics: dict[str, dict[str, float]],
+            started: float) -> dict[str, Any]:
+    """results.csv/json, the label-efficiency plot, the embedding maps and report.html."""
+    cfg, out = study.cfg, study.out
     t0 = time.perf_counter()
     maps, random_maps = {}, {}  # the methods first, then random weights of each architecture
-    for enc in encoders:
+    for enc in study.encoders:
         pick = _map_points(enc.test_labels.numpy(), cfg.map_points, cfg.seed)
         maps[enc.name] = (tsne_2d(enc.test_features[pick], cfg.seed), enc.test_labels.numpy()[pick])
         random_key = f"random weights ({enc.info['backbone']['name']})"
         if random_key not in random_maps:
-            random_maps[random_key] = (tsne_2d(random_features[enc.architecture][pick], cfg.seed),
+            random_maps[random_key] = (tsne_2d(study.random_features[enc.architecture][pick], cfg.seed),
                                        enc.test_labels.numpy()[pick])
     maps.update(random_maps)
-    plot_embedding_maps(maps, train_c.classes, out / "embedding_map.png")
-    timings["embedding maps"] = time.perf_counter() - t0
-    rows = list(results.rows.values())
+    plot_embedding_maps(maps, study.train_c.classes, out / "embedding_map.png")
+    study.timings["embedding maps"] = time.perf_counter() - t0
     summary = summarize(rows)
-    plot_label_efficiency(summary, out / "label_efficiency.png", f"{labeled}: test accuracy against labels")
-    timings["study (this run)"] = time.perf_counter() - started
-    atomic_write_text(timings_path, json.dumps(timings, indent=1))
-    unit = "texts" if text else "images"
-    extra = {"diagnostics": diagnostics, "timings": timings, "environment": environment(str(device)),
-             "test_set": f"{test_c.name} ({len(test_c)} {unit})", "labeled_set": f"{train_c.name} ({len(train_c)} {unit})"}
-    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in [*encoders, *semisup]})
+    plot_label_efficiency(summary, out / "label_efficiency.png", f"{plan.labeled}: test accuracy against labels")
+    study.timings["study (this run)"] = time.perf_counter() - started
+    study.save_timings()
+    unit = "texts" if study.text else "images"
+    extra = {"diagnostics": diagnostics, "timings": study.timings, "environment": environment(str(study.device)),
+             "test_set": f"{study.test_c.name} ({len(study.test_c)} {unit})",
+             "labeled_set": f"{study.train_c.name} ({len(study.train_c)} {unit})"}
+    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in [*study.encoders, *study.semisup]})
     report = write_report(out, payload, summary, to_dict(cfg),
-                          title=f"selfsup study: {', '.join(names + [e.name for e in semisup])}")
+                          title=f"selfsup study: {', '.join(plan.names + [e.name for e in study.semisup])}")
     return {**payload, "out": str(out), "report": str(report), "seconds": round(time.perf_counter() - started, 3)}
 
 

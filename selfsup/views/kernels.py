@@ -2,7 +2,7 @@
 
 Each kernel takes float images (B x C x H x W, values in [0, 1]) and per-image parameter
 tensors, and equals torchvision's ``transforms.v2.functional`` result for the same parameters
-(tests/test_views.py checks each one), so batching changes speed, never the augmentation.
+(tests/views/test_views.py checks each one), so batching changes speed, never the augmentation.
 Random parameters are drawn elsewhere (``params.py``), as torchvision separates
 ``_get_params`` from its functional kernels.
 """

@@ -6,8 +6,8 @@ from typing import Sequence
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ..utils.errors import ConfigError
+from ..utils.registry import Registry
 from . import kernels as K
 from . import params as P
 

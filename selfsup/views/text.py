@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.text import CLS, FIRST_WORD, MASK, PAD, SEP
-from ..losses.language import IGNORE  # cross-entropy's ignore_index
+from ..data.text import CLS, FIRST_WORD, IGNORE, MASK, PAD, SEP
 
 
 def _rand(shape, generator: torch.Generator, device: torch.device) -> torch.Tensor:

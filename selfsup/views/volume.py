@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from ..registry import Registry
+from ..utils.errors import ConfigError
+from ..utils.registry import Registry
 from .pipeline import Normalization
 
 
