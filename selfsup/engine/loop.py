@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -119,8 +120,10 @@ def seconds_per_step(run_steps: Callable[[Callable[[int], None]], None], device:
 
     run_steps(mark)
     seconds = [b - a for a, b in zip(marks, marks[1:])]
-    kept = torch.tensor(seconds[skip:] if len(seconds) > skip else seconds, dtype=torch.float64)
-    return float(kept.mean() if mean else kept.median())
+    kept = seconds[skip:] if len(seconds) > skip else seconds  # too few steps to leave any out: their mean
+    if mean or len(seconds) <= skip:
+        return statistics.fmean(kept)
+    return statistics.median(kept)  # of an even count: the mean of the middle two
 
 
 Forward = Callable[[int, Any, bool, "str | None"], StepResult]

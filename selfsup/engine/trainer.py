@@ -44,6 +44,8 @@ from .pools import Pool, PoolSpec, open_pool
 from .schedule import warmup_cosine
 
 log = logging.getLogger("selfsup")
+# The random streams of step_generator(seed, STREAM, step): the run's views, and the timed warm-up's.
+VIEWS_STREAM, TIMING_STREAM = 2, 9
 
 
 def method_turns(method: Method, optimizer: torch.optim.Optimizer | TurnOptimizers) -> list[Turn]:
@@ -210,7 +212,8 @@ class PretrainRun:
                     after_step=[lambda step: method.after_step(step, total)], **settings)
 
     def forward(self, method: Method, model: torch.nn.Module | None, stream: int) -> Callable:
-        """The loop's forward: views and loss of the step's batch, with randomness drawn from (seed, step)."""
+        """The loop's forward: views and loss of the step's batch, with randomness drawn from
+        (seed, ``stream``, step)."""
         turn = pretrain_forward(method, model, self.amp, self.device)
         lengths = getattr(self.data, "lengths", None)
 
@@ -218,7 +221,7 @@ class PretrainRun:
             indices, images = batch
             method.logging_step = logging  # one rule for what metrics.csv records and what the method computes
             # Each rank draws its own views' randomness; one process keeps the stream it always had.
-            parts = (self.part.rank,) if self.part.active and stream == 2 else ()
+            parts = (self.part.rank,) if self.part.active and stream == VIEWS_STREAM else ()
             result = turn(images.to(self.device, non_blocking=True), indices.to(self.device),
                           step_generator(self.cfg.seed, stream, step, *parts), player)
             if player == (method.players[-1] if method.players else None) and lengths is not None:
@@ -238,7 +241,7 @@ class PretrainRun:
         def run_steps(items: list, after_step: Callable[[int], None]) -> None:
             loop.total_steps, loop.after_step = len(items), [after_step]
             loop.lr_at = lambda step: self.peak_lr
-            loop.run(self.forward(trial, None, 9), items)
+            loop.run(self.forward(trial, None, TIMING_STREAM), items)
 
         if lengths is None:
             items = list(batches(data, batch, lambda epoch: epoch_order(len(data), seed, epoch), 0, 6,
@@ -278,8 +281,8 @@ class PretrainRun:
         pool = resident_images(self.data, self.device)
         if cfg.compile:  # in place, so parameter names (and saved weights) stay those of the plain model
             method.backbone.compile()
-        stream = batches(self.data, cfg.batch_size, self.order_of, start, cfg.steps, cfg.num_workers, part, pool, cfg.seed)
-        self.last = loop.run(self.forward(method, self.model, 2), stream, start)
+        items = batches(self.data, cfg.batch_size, self.order_of, start, cfg.steps, cfg.num_workers, part, pool, cfg.seed)
+        self.last = loop.run(self.forward(method, self.model, VIEWS_STREAM), items, start)
         self.train_seconds = time.perf_counter() - loop_start
         self.images_seen = (cfg.steps - start) * cfg.batch_size
 

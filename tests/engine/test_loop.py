@@ -101,22 +101,24 @@ def test_only_the_loop_runs_optimizer_steps():
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory) -> Path:
+    from selfsup.config import PretrainConfig
+    from selfsup.engine.trainer import pretrain
+
     out = tmp_path_factory.mktemp("encoder") / "run"
-    subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--backbone", "small-convnet",
-                    "--steps", "4", "--batch-size", "64", "--quiet", "--out", str(out)], env=ENV, check=True,
-                   capture_output=True)
+    pretrain(PretrainConfig(data="digits", backbone="small-convnet", steps=4, batch_size=64, out=str(out)), progress=False)
     return out
 
 
 def test_finetune_resumed_after_a_kill_ends_equal_to_an_uninterrupted_run(encoder, tmp_path):
     run = [sys.executable, "-m", "selfsup", "finetune", "--checkpoint", str(encoder), "--labeled", "digits",
-           "--labels-per-class", "5", "--seeds", "1", "--steps", "12", "--checkpoint-every", "4", "--quiet", "--json"]
+           "--labels-per-class", "5", "--seeds", "1", "--lr-grid", "0.01", "--steps", "8", "--checkpoint-every", "3",
+           "--quiet", "--json"]
     full = subprocess.run(run + ["--out", str(tmp_path / "full")], env=ENV, capture_output=True, text=True, check=True)
-    killed = subprocess.run(run + ["--out", str(tmp_path / "run")], env={**ENV, "SELFSUP_KILL_AT_STEP": "9"},
+    killed = subprocess.run(run + ["--out", str(tmp_path / "run")], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"},
                             capture_output=True)
-    assert killed.returncode == -signal.SIGKILL
-    first = tmp_path / "run" / "trainings" / "lpc5-seed0" / "scratch" / "val-lr0.001" / "checkpoints"
-    assert sorted(p.name for p in first.glob("*.safetensors")) == ["step-000004.safetensors", "step-000008.safetensors"]
+    assert killed.returncode == -signal.SIGKILL  # in the first training: scratch, on the validation split
+    first = tmp_path / "run" / "trainings" / "lpc5-seed0" / "scratch" / "val-lr0.01" / "checkpoints"
+    assert sorted(p.name for p in first.glob("*.safetensors")) == ["step-000003.safetensors", "step-000006.safetensors"]
     resumed = subprocess.run([sys.executable, "-m", "selfsup", "finetune", "--checkpoint", str(encoder), "--out",
                               str(tmp_path / "run"), "--resume", "--quiet", "--json"], env=ENV, capture_output=True,
                              text=True)
