@@ -216,17 +216,20 @@ class PretrainRun:
         (seed, ``stream``, step)."""
         turn = pretrain_forward(method, model, self.amp, self.device)
         lengths = getattr(self.data, "lengths", None)
+        first_player = method.players[0] if method.players else None
+        generator = torch.Generator()
 
         def forward(step: int, batch: tuple[torch.Tensor, torch.Tensor], logging: bool, player: str | None) -> StepResult:
+            nonlocal generator
             indices, images = batch
-            method.logging_step = logging  # one rule for what metrics.csv records and what the method computes
-            # Each rank draws its own views' randomness; one process keeps the stream it always had.
-            parts = (self.part.rank,) if self.part.active and stream == VIEWS_STREAM else ()
-            result = turn(images.to(self.device, non_blocking=True), indices.to(self.device),
-                          step_generator(self.cfg.seed, stream, step, *parts), player)
-            if player == (method.players[-1] if method.players else None) and lengths is not None:
-                self.tokens_seen += int(lengths[indices.numpy()].sum()) * self.part.world_size
-            return result
+            if player == first_player:  # one generator a step: an adversarial method's players draw from it in turn
+                method.logging_step = logging  # one rule for what metrics.csv records and what the method computes
+                # Each rank draws its own views' randomness; one process keeps the stream it always had.
+                parts = (self.part.rank,) if self.part.active and stream == VIEWS_STREAM else ()
+                generator = step_generator(self.cfg.seed, stream, step, *parts)
+                if lengths is not None:
+                    self.tokens_seen += int(lengths[indices.numpy()].sum()) * self.part.world_size
+            return turn(images.to(self.device, non_blocking=True), indices.to(self.device), generator, player)
 
         return forward
 
