@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_cli
 from selfsup.cli import main
 from selfsup.methods import METHODS
 from selfsup.methods.base import Method, Recipe
@@ -111,27 +112,27 @@ def test_non_finite_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, ca
 def test_eval_and_finetune_json(tmp_path):
     run = tmp_path / "run"
     assert main(["pretrain", *TINY, "--out", str(run)]) == 0
-    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--json")
+    result = run_cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--json")
     payload = json.loads(result.stdout.strip().splitlines()[-1])
     assert payload["protocol"] == "knn" and payload["k"] == 200 and payload["temperature"] == 0.1
     assert 0.2 < payload["top1"] <= 1 and payload["top1"] <= payload["top5"]
     assert payload["n_train"] + payload["n_test"] == 1797 and abs(payload["n_test"] - 360) <= 5
-    result = cli("eval", "linear", "--checkpoint", str(run / "encoder.safetensors"), "--labeled", "digits", "--json")
+    result = run_cli("eval", "linear", "--checkpoint", str(run / "encoder.safetensors"), "--labeled", "digits", "--json")
     assert json.loads(result.stdout.strip().splitlines()[-1])["protocol"] == "linear"
     # small-convnet's third block ends at module 19 (its ReLU, 128 channels): a per-layer probe.
-    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "19", "--json")
+    result = run_cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "19", "--json")
     inner = json.loads(result.stdout.strip().splitlines()[-1])
     assert inner["layer"] == "19" and 0.2 < inner["top1"] <= 1 and inner["top1"] != payload["top1"]
-    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "nope")
+    result = run_cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--layer", "nope")
     assert result.returncode != 0 and "no module 'nope'" in result.stderr.strip().splitlines()[-1]
     # Kolesnikov et al.'s patch-based evaluation: 2 x 2 cells read alone, their features averaged.
-    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "2", "--json")
+    result = run_cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "2", "--json")
     cells = json.loads(result.stdout.strip().splitlines()[-1])
     assert cells["patch_grid"] == 2 and cells["layer"] is None and 0.12 < cells["top1"] <= 1  # 4-px cells: weak, above chance
     assert cells["top1"] != payload["top1"]
-    result = cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "50")
+    result = run_cli("eval", "knn", "--checkpoint", str(run), "--labeled", "digits", "--patch-grid", "50")
     assert result.returncode != 0 and "patch grid 50" in result.stderr.strip().splitlines()[-1]
-    result = cli("finetune", "--checkpoint", str(run), "--labeled", "digits", "--labels-per-class", "2",
+    result = run_cli("finetune", "--checkpoint", str(run), "--labeled", "digits", "--labels-per-class", "2",
                  "--seeds", "2", "--steps", "3", "--json", "--quiet")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout.strip().splitlines()[-1])["rows"]

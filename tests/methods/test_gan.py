@@ -2,8 +2,6 @@
 the failure watch, and DCGAN / BiGAN trained, saved, resumed and transferred on real digits."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,6 +10,7 @@ import torch.nn as nn
 
 from selfsup.methods.base import method_defaults
 from selfsup.backbones import build_backbone
+from conftest import run_cli
 from selfsup.backbones.io import load_backbone
 from selfsup.backbones.spectral import bake_spectral_norm
 from selfsup.engine.optim import build_method_optimizer
@@ -199,29 +198,49 @@ def test_gan_pretrains_on_digits_and_its_encoder_transfers(tmp_path, name):
     """The CLI end to end on real digits: a sample grid, the GAN columns in metrics.csv, an encoder that
     loads and goes through `selfsup eval knn`, `finetune` and `study`."""
     out, picture = tmp_path / name, tmp_path / f"{name}.png"
-    run = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--data", "digits", "--method", name,
+    run = run_cli(*["pretrain", "--data", "digits", "--method", name,
                           "--image-size", "16", "--batch-size", "64", "--steps", "20",
                           "--method-arg", "generator_width=16", "--show-batch", str(picture), "--out", str(out),
-                          "--quiet", "--json"], capture_output=True, text=True)
+                          "--quiet", "--json"])
     assert run.returncode == 0, run.stderr
     assert picture.stat().st_size > 0
     header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"d_loss", "g_loss", "d_real", "d_fake", "diversity"} <= set(header)
     encoder, meta = load_backbone(out)
     assert meta["method"] == name and encoder.feature_dim == meta["feature_dim"]
-    evaluated = subprocess.run([sys.executable, "-m", "selfsup", "eval", "knn", "--checkpoint", str(out), "--labeled",
-                                "digits", "--json"], capture_output=True, text=True)
+    evaluated = run_cli(*["eval", "knn", "--checkpoint", str(out), "--labeled",
+                                "digits", "--json"])
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert np.isfinite(result["top1"]) and result["top1"] > 0.3  # 10 classes: chance is 0.1
-    tuned = subprocess.run([sys.executable, "-m", "selfsup", "finetune", "--checkpoint", str(out), "--labeled", "digits",
-                            "--labels-per-class", "2", "--seeds", "1", "--steps", "3", "--json", "--quiet"],
-                           capture_output=True, text=True)
+    tuned = run_cli(*["finetune", "--checkpoint", str(out), "--labeled", "digits",
+                            "--labels-per-class", "2", "--seeds", "1", "--steps", "3", "--json", "--quiet"])
     assert tuned.returncode == 0, tuned.stderr
-    studied = subprocess.run([sys.executable, "-m", "selfsup", "study", "--labeled", "digits", "--methods", "",
+    studied = run_cli(*["study", "--labeled", "digits", "--methods", "",
                               "--checkpoint", str(out), "--labels-per-class", "2", "--seeds", "1", "--evaluations",
                               "finetune,knn", "--finetune-steps", "3", "--out", str(tmp_path / "study"), "--quiet",
-                              "--json"], capture_output=True, text=True)
+                              "--json"])
     assert studied.returncode == 0, studied.stderr
     rows = json.loads(studied.stdout.strip().splitlines()[-1])["rows"]
     assert {(name, "finetune"), (name, "knn")} <= {(r["method"], r["evaluation"]) for r in rows}
+
+
+def test_a_steps_players_draw_from_one_generator_in_turn(tmp_path, monkeypatch):
+    """Pretraining hands the discriminator's and the generator's turns of a step one generator (seeded
+    by the step), so the generator's turn continues the stream the discriminator's drew from."""
+    from selfsup.config import PretrainConfig
+    from selfsup.engine.trainer import pretrain
+
+    seen: list[tuple[str, int, int]] = []
+    original = METHODS.get("dcgan").forward
+
+    def recording(self, images, generator, **kwargs):
+        seen.append((kwargs.get("player"), id(generator), generator.initial_seed()))
+        return original(self, images, generator, **kwargs)
+
+    monkeypatch.setattr(METHODS.get("dcgan"), "forward", recording)
+    pretrain(PretrainConfig(data="digits", method="dcgan", backbone="dcgan", steps=2, batch_size=16,
+                            method_args=SMALL, out=str(tmp_path / "run")), progress=False)
+    players = [p for p, _, _ in seen]
+    assert players == ["discriminator", "generator"] * 2
+    assert seen[0][1:] == seen[1][1:] and seen[2][1:] == seen[3][1:] and seen[0][2] != seen[2][2]
