@@ -60,6 +60,10 @@ class MAE(Method):
             raise ValueError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
         self.patch, self.mask_ratio, self.norm_pix_loss = vit.patch_size, mask_ratio, norm_pix_loss
         self.channels = backbone.spec.in_channels
+        if norm_pix_loss and self.patch ** 2 * self.channels < 2:  # one value: its variance is undefined (NaN)
+            raise ValueError(f"normalized-pixel targets need at least 2 values a patch, and the ViT's "
+                             f"{self.patch}x{self.patch} patches of {self.channels} channel hold 1: use larger "
+                             "images (--image-size) or norm_pix_loss=false")
         n = (vit.image_size // vit.patch_size) ** 2
         self.decoder_embed = nn.Linear(vit.hidden_dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))

@@ -87,6 +87,7 @@ def test_colorization_step_checkpoint_describes_its_one_channel_encoder(tmp_path
 @pytest.mark.parametrize("args, message", [
     (["--method", "colorization", "--data", "digits"], "colour"),
     (["--method", "mae", "--data", "digits", "--backbone", "small-convnet"], "ViT backbone"),
+    (["--method", "mae", "--data", "digits"], "need at least 2 values a patch"),  # 8-px digits: 1x1 patches
     (["--method", "jigsaw", "--data", "digits", "--backbone", "small-convnet", "--method-arg", "num_permutations=0"],
      "count must be"),
 ])
