@@ -80,7 +80,7 @@ class Checked:
                 continue
             choices = _literal_choices(hints[f.name])
             if choices and value not in choices:
-                raise ConfigError(f"{f.name}: {value!r} is not one of {', '.join(map(str, choices))}")
+                raise _not_a_choice(f.name, value, choices)
             bounds = f.metadata.get("range")
             if bounds is not None:
                 for item in value if isinstance(value, list) else [value]:
@@ -237,6 +237,10 @@ class StudyConfig(DataConfig):
     overwrite: bool = False
 
 
+def _not_a_choice(name: str, value: Any, choices: tuple) -> ConfigError:
+    return ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, choices))}")
+
+
 def _literal_choices(hint: Any) -> tuple | None:
     """The choices of a ``Literal[...]`` (or ``Literal[...] | None``) annotation, else None."""
     if typing.get_origin(hint) is Literal:
@@ -268,7 +272,7 @@ def convert(value: Any, hint: Any, name: str) -> Any:
     try:
         if origin is Literal:
             if value not in args:
-                raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, args))}")
+                raise _not_a_choice(name, value, args)
             return value
         if origin in (list, tuple):
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")

@@ -15,6 +15,7 @@ run takes.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import statistics
@@ -33,6 +34,7 @@ from ..utils.errors import ConfigError, NonFiniteLossError
 from .logger import MetricsLogger
 from .schedule import due, set_learning_rates
 
+log = logging.getLogger("selfsup")
 KILL_ENV = "SELFSUP_KILL_AT_STEP"  # test hook: SIGKILL this process right after that step of a loop
 
 
@@ -153,18 +155,24 @@ class Loop:
     row: Callable[[int, StepResult], dict[str, Any]] | None = None
     items_per_step: int = 0
     grad_clip: float | None = None
-    turns: Sequence[Turn] = ()  # default: one turn over every parameter the optimizer holds
+    turns: Sequence[Turn] = ()  # default (set on construction): one turn over every parameter the optimizer holds
     after_step: list[Callable[[int], None]] = field(default_factory=list)
     is_main: bool = True  # rank 0 alone writes checkpoints and logs
     description: str = ""
     progress: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.turns:  # one turn over every parameter the optimizer holds, listed once
+            self.turns = [Turn(None, [p for g in self.optimizer.param_groups for p in g["params"]])]
 
     def restore(self) -> int:
         """Restore the newest checkpoint in ``folder`` (state and optimizer); the step to start from."""
         latest = ckpt.latest_checkpoint(self.folder) if self.folder is not None else None
         if latest is None or self.state is None:
             return 0
-        return int(ckpt.restore(latest, self.state, self.optimizer)["step"])
+        start = int(ckpt.restore(latest, self.state, self.optimizer)["step"])
+        log.info("resuming %s from step %d of %d", self.folder.parent, start, self.total_steps)
+        return start
 
     def run(self, forward: Forward, batches: Iterable[Any] | None = None, start: int = 0) -> StepResult | None:
         """Steps ``start`` .. ``total_steps - 1``: ``forward(step, batch, logging, player)`` gives each turn's
@@ -209,9 +217,8 @@ class Loop:
         """One step at the optimizer's current learning rates: each turn forward -> finite check ->
         backward -> clip -> optimizer step. With several turns (players) the reported loss is their sum
         and the scalars their union."""
-        turns = self.turns or [Turn(None, [p for g in self.optimizer.param_groups for p in g["params"]])]
         total, scalars, embedding = None, {}, None
-        for turn in turns:
+        for turn in self.turns:
             with _frozen(turn.frozen):
                 out = forward(step, batch, logging, turn.player)
                 if not torch.isfinite(out.reported):

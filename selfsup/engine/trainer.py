@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..backbones.features import extract_pool_features
+from ..backbones.features import extract_features, extract_pool_features
 from ..backbones.io import save_encoder
 from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.decoded import decoded_pool
@@ -32,6 +32,7 @@ from ..utils import checkpoint as ckpt
 from ..utils.distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                                  shutdown, wrap_data_parallel)
 from ..utils.errors import ConfigError, SelfSupError
+from ..utils.knn import knn_predict, topk_accuracy
 from ..utils.monitor import CollapseWatch
 from ..utils.runtime import prepare_out, seed_everything, step_generator
 from ..views import Normalization, estimate_normalization
@@ -271,9 +272,7 @@ class PretrainRun:
                          row=self.log_row, items_per_step=cfg.batch_size, is_main=part.is_main,
                          description=cfg.method, progress=self.progress)
         start = loop.restore() if self.resuming else 0
-        if start:
-            log.info("resuming %s from step %d of %d", self.out, start, cfg.steps)
-        elif part.is_main:
+        if not self.resuming and part.is_main:
             save_yaml(to_dict(cfg), self.out / "config.yaml")
         if self.show_batch and part.is_main:
             _show_batch(method, self.data, self.show_batch, cfg.seed, self.device,
@@ -384,9 +383,6 @@ def _show_batch(method: Method, data: Prepared, path: str, seed: int, device: to
 
 def _monitor_knn(backbone, data: Prepared, test, spec, normalization, device, cfg: PretrainConfig) -> dict:
     """kNN top-1 on a held-out 10% of the training data (or on --test when the user passed it)."""
-    from ..backbones.features import extract_features
-    from ..utils.knn import knn_predict, topk_accuracy
-
     labels = np.asarray(data.labels)
     if test is not None and test.has_labels:
         if isinstance(test, TextPool):

@@ -78,6 +78,11 @@ class Downstream:
     work: Path | None = None
     checkpoint_every: int = 0
 
+    @property
+    def text(self) -> bool:
+        """Token ids (no normalization, no augmentation; AdamW) rather than images."""
+        return self.normalization is None
+
 
 def augmentation(channels: int) -> ViewSettings:
     """Light training augmentation: random resized crop (scale 0.5-1) and, for colour images, flips."""
@@ -136,15 +141,13 @@ def _optimizer(model: Classifier, ds: Downstream, lr: float) -> torch.optim.Opti
                    "lr_scale": ds.head_lr_scale})
     for g in groups:
         g.pop("lars_exclude", None)
-    text = ds.normalization is None
-    return torch.optim.AdamW(groups, lr=lr) if text else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.AdamW(groups, lr=lr) if ds.text else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
 
 
 def _classifier_forward(model: Classifier, ds: Downstream, indices: np.ndarray, seed: int) -> Callable:
     """The loop's forward: cross-entropy on a batch drawn by (seed, step), lightly augmented (images) or
     from length-bucketed epochs (texts, so padding stays a small part of a batch)."""
-    text = ds.normalization is None  # token ids are fed as they are (no augmentation)
-    views = None if text else augmentation_views(ds.train.modality, ds.train.spec.channels, ds.image_size, ds.normalization)
+    views = None if ds.text else augmentation_views(ds.train.modality, ds.train.spec.channels, ds.image_size, ds.normalization)
     labels = torch.from_numpy(np.asarray(ds.train.labels))
     batch = min(ds.batch_size, len(indices))
     lengths = getattr(ds.train, "lengths", None)

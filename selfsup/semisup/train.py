@@ -273,9 +273,7 @@ def _train(run: SemisupRun, cfg: SemisupConfig, out: Path, progress: bool) -> No
                     log_every=cfg.log_every, row=lambda done, result: {k: v.item() for k, v in result.scalars.items()},
                     items_per_step=run.batch_size * (1 + 2 * run.ratio), description=cfg.method, progress=progress)
     start = loop.restore() if cfg.resume else 0
-    if start:
-        log.info("resuming %s from step %d of %d", out, start, cfg.steps)
-    elif not cfg.resume:
+    if not cfg.resume:
         save_yaml(to_dict(cfg), out / "config.yaml")
     loop.logger = MetricsLogger(out, resume_step=start, columns=COLUMNS)
     loop.run(run.forward, start=start)
