@@ -14,7 +14,8 @@ import os
 import sys
 from typing import Any, Sequence
 
-from .config import EvalConfig, FinetuneConfig, PretrainConfig, SemisupConfig, StudyConfig, build_config
+from .config import (EvalConfig, ExportConfig, FinetuneConfig, PredictConfig, PretrainConfig, SemisupConfig, StudyConfig,
+                     TrainConfig, build_config)
 from .utils.errors import ConfigError, SelfSupError
 
 log = logging.getLogger("selfsup")
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_command(sub)
     _eval_command(sub)
     _finetune_command(sub)
+    _train_command(sub)
+    _predict_command(sub)
+    _export_command(sub)
     _study_command(sub)
     _semisup_command(sub)
     _demo_command(sub)
@@ -171,6 +175,58 @@ def _finetune_command(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
 
     _generated_flags(p, FinetuneConfig)
+
+
+def _train_command(sub: Any) -> None:
+    """The `train` command and its flags."""
+    p = sub.add_parser("train", help="train one downstream model on the labels and save it",
+                       description="Fine-tune an encoder (a pretrained --checkpoint, or --init random|imagenet|PATH) "
+                                   "with a linear head on the labels, the learning rate picked on a validation split, "
+                                   "or fit a linear head on the frozen encoder (--freeze); scores it on the test set "
+                                   "and saves OUT/model.safetensors and OUT/model.json for predict and export.")
+    _common(p)
+    p.add_argument("--checkpoint", default=S, metavar="PATH", help="a pretrained run folder or encoder file")
+    p.add_argument("--init", default=S, metavar="random|imagenet|PATH",
+                   help="without --checkpoint: random weights, ImageNet's (torchvision/timm, downloaded once), "
+                        "or a torchvision/timm-keyed state-dict file")
+    _data_flags(p, TrainConfig)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--labels-per-class", default=S, metavar="N", help="N or all (default all)")
+    group.add_argument("--label-fraction", type=float, default=S, help="e.g. 0.01 for 1%% of each class's labels")
+    p.add_argument("--freeze", action="store_true", default=S,
+                   help="keep the encoder frozen and fit a linear head on its features (for a handful of labels)")
+    p.add_argument("--out", default=S, metavar="DIR", help="the model folder (default runs/train)")
+    p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", default=S, help="replace a non-empty --out")
+
+    _generated_flags(p, TrainConfig)
+
+
+def _predict_command(sub: Any) -> None:
+    """The `predict` command and its flags."""
+    p = sub.add_parser("predict", help="run a trained model over images: predictions.csv",
+                       description="Predict every image of a folder, archive or array file with a model folder "
+                                   "(selfsup train's): one CSV row per image, its predicted class and every class's "
+                                   "probability; the accuracy too when the images are labeled.")
+    _common(p)
+    p.add_argument("--model", default=S, metavar="DIR", help="a model folder (selfsup train's --out)")
+    p.add_argument("--data", default=S, metavar="PATH", help="folder, .zip/.tar, .npy/.npz or digits")
+    p.add_argument("--out", default=S, metavar="FILE.csv", help="default MODEL/predictions.csv")
+    p.add_argument("--strict", action="store_true", default=S, help="fail on the first unreadable image")
+    p.add_argument("--device", default=S, help="auto, cpu, cuda, cuda:1 ...")
+    _generated_flags(p, PredictConfig)
+
+
+def _export_command(sub: Any) -> None:
+    """The `export` command and its flags."""
+    p = sub.add_parser("export", help="export a trained model: onnx or torchscript",
+                       description="Write a model folder's classifier as ONNX (dynamic batch axis, checked with "
+                                   "onnxruntime) or TorchScript, and its preprocessing as preprocessing.json beside it.")
+    _common(p)
+    p.add_argument("--model", default=S, metavar="DIR", help="a model folder (selfsup train's --out)")
+    p.add_argument("--format", default=S, choices=["onnx", "torchscript"], help="default onnx")
+    p.add_argument("--out", default=S, metavar="FILE", help="default MODEL/model.onnx or MODEL/model.torchscript.pt")
+    _generated_flags(p, ExportConfig)
 
 
 def _study_command(sub: Any) -> None:
@@ -336,6 +392,18 @@ def run(args: argparse.Namespace) -> dict:
         from .evaluate.run import run_finetune
 
         return run_finetune(build_config(FinetuneConfig, *_split(args, skip)), progress=progress)
+    if args.command == "train":
+        from .evaluate.train import run_train
+
+        return run_train(build_config(TrainConfig, *_split(args, skip)), progress=progress)
+    if args.command == "predict":
+        from .downstream.predict import run_predict
+
+        return run_predict(build_config(PredictConfig, *_split(args, skip)), progress=progress)
+    if args.command == "export":
+        from .downstream.export import run_export
+
+        return run_export(build_config(ExportConfig, *_split(args, skip)))
     if args.command == "study":
         from .study.run import run_study
 

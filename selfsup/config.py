@@ -106,6 +106,7 @@ class PretrainConfig(DataConfig):
     stem: Stem = "auto"
     views: str | None = None  # view preset; default: the method's
     view_args: dict[str, Any] = field(default_factory=dict)  # overrides of the preset, e.g. crop_scale
+    init: str | None = None  # imagenet or a torchvision/timm-keyed weights file: pretraining continues from them
     max_length: int | None = setting(None, {"range": Range(3)})  # text: tokens per text, [CLS] and [SEP] included (default 64)
     vocab_size: int | None = setting(None, {"range": Range(6)})  # text: the tokenizer's vocabulary (default 8000; word2vec's words: 20000)
     frames: int | None = setting(None, AT_LEAST_1)  # video: frames per clip (default 16)
@@ -172,6 +173,58 @@ class FinetuneConfig(DataConfig):
 
 
 @dataclass
+class TrainConfig(DataConfig):
+    """``selfsup train``: one downstream model, fine-tuned (or a linear head on the frozen encoder)."""
+
+    labeled: str | None = None  # labeled training set
+    image_size: int | None = setting(None, AT_LEAST_1)  # without --checkpoint: input side (default: native up to 64 px, else 224)
+    num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
+    checkpoint: str | None = None  # start from this pretrained encoder (a run folder or encoder file)
+    init: str | None = None  # without --checkpoint: random, imagenet, or a torchvision/timm-keyed weights file
+    backbone: str = "resnet18"  # without --checkpoint
+    stem: Stem = "auto"  # without --checkpoint; auto: small for inputs <= 64 px
+    freeze: bool = False  # frozen encoder, linear head fitted on its features (for a handful of labels)
+    labels_per_class: str | None = None  # N or all (default all): the study's balanced subset for --seed
+    label_fraction: float | None = setting(None, {"range": Range(0, 1, open_low=True)})
+    seed: int = 0  # the labeled subset, the validation split and the training's randomness
+    steps: int = setting(200, AT_LEAST_1)  # optimizer steps of each training
+    batch_size: int = setting(64, AT_LEAST_1)
+    lr_grid: list[float] = setting(meta=POSITIVE, factory=list)  # backbone, head x10; empty: 0.001,0.003,0.01 (SGD)
+    weight_decay: float = setting(5e-4, NON_NEGATIVE)
+    val_fraction: float = setting(0.2, SHARE)  # of the labeled subset, for picking the learning rate
+    head_init: Literal["random", "probe"] = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
+    device: str = "auto"
+    checkpoint_every: int = setting(100, NON_NEGATIVE)  # steps between checkpoints of each training (0: none)
+    out: str = "runs/train"
+    resume: bool = False  # continue the run in --out: finished trainings are read back, a killed one resumes
+    overwrite: bool = False
+
+
+@dataclass
+class PredictConfig(Checked):
+    """``selfsup predict``: a saved model over a folder, archive or array file."""
+
+    model: str | None = None  # a model folder (selfsup train's --out)
+    data: str | None = None  # images to predict: folder, .zip/.tar, .npy/.npz, digits
+    split: Literal["auto", "test", "train", "all"] = "auto"  # auto: a source's test part when it has one (or the model's held-out split), else all
+    out: str | None = None  # the CSV (default MODEL/predictions.csv)
+    batch_size: int = setting(256, AT_LEAST_1)
+    num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
+    strict: bool = False  # fail on the first unreadable file instead of skipping it
+    device: str = "auto"
+
+
+@dataclass
+class ExportConfig(Checked):
+    """``selfsup export``: a saved model as a file a serving stack loads without selfsup."""
+
+    model: str | None = None  # a model folder (selfsup train's --out)
+    format: Literal["onnx", "torchscript"] = "onnx"
+    out: str | None = None  # the file (default MODEL/model.onnx or MODEL/model.torchscript.pt)
+    opset: int | None = setting(None, {"range": Range(14)})  # ONNX opset (default: the exporter's)
+
+
+@dataclass
 class SemisupConfig(DataConfig):
     """``selfsup semisup``: UDA or FixMatch on a labeled subset and the unlabeled pool."""
 
@@ -214,6 +267,7 @@ class StudyConfig(DataConfig):
     labels_per_class: str = "1,10,100,all"
     seeds: int = setting(3, AT_LEAST_1)  # at "all" labels one seed is enough
     evaluations: str = "scratch,finetune,linear,knn"
+    baselines: str = "scratch"  # reference rows on the same subsets: scratch, imagenet (published weights fine-tuned), or a weights file
     backbone: str | None = None  # every pretraining's backbone; default: each method's
     pretrain_steps: int | None = setting(None, AT_LEAST_1)  # the pretraining budget of every method (default: pretrain's)
     pretrain_epochs: float | None = setting(None, POSITIVE)

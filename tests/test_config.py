@@ -8,8 +8,8 @@ from typing import Literal, Optional
 import pytest
 
 from selfsup.cli import build_parser, main
-from selfsup.config import (RETIRED, EvalConfig, FinetuneConfig, PretrainConfig, Range, SemisupConfig, StudyConfig,
-                            build_config, convert)
+from selfsup.config import (RETIRED, EvalConfig, ExportConfig, FinetuneConfig, PredictConfig, PretrainConfig, Range,
+                            SemisupConfig, StudyConfig, TrainConfig, build_config, convert)
 from selfsup.utils.errors import ConfigError
 
 PRETRAIN = ["pretrain", "--data", "digits", "--backbone", "small-convnet", "--steps", "2", "--batch-size", "32"]
@@ -67,7 +67,7 @@ def test_a_bad_setting_exits_2_with_one_line_naming_it(argv, yaml_text, setting,
 
 
 CONFIGS = {"pretrain": PretrainConfig, "eval": EvalConfig, "finetune": FinetuneConfig, "study": StudyConfig,
-           "semisup": SemisupConfig}
+           "semisup": SemisupConfig, "train": TrainConfig, "predict": PredictConfig, "export": ExportConfig}
 
 
 @pytest.mark.parametrize("command", sorted(CONFIGS))

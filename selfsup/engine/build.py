@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import logging
+
 from ..backbones import build_backbone
+from ..backbones.pretrained import load_initial_weights
 from ..backbones.text import build_text_backbone
 from ..config import PretrainConfig
 from ..data.text import TokenSpec
@@ -13,6 +16,7 @@ from ..methods.base import method_args
 from ..utils.errors import ConfigError
 from ..views import VIEW_CLASSES, Normalization
 
+log = logging.getLogger("selfsup")
 # Config field -> the recipe field it defaults to.
 RECIPE_SETTINGS = {"optimizer": "optimizer", "lr": "base_lr", "weight_decay": "weight_decay", "momentum": "momentum",
                    "warmup_fraction": "warmup_fraction", "lars_eta": "lars_eta", "lars_clip": "lars_clip",
@@ -52,6 +56,8 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
                           f"(methods that do: {', '.join(n for n in METHODS.names() if METHODS.get(n).multi_crop)})")
     backbone = build_backbone(cfg.backbone or recipe.backbone, method_cls.input_channels or data_channels, cfg.stem,
                               image_size)
+    if cfg.init:  # domain-adaptive pretraining: continue from published (ImageNet) or saved weights
+        log.info("starting from %s", load_initial_weights(backbone, cfg.init))
     method_args = _method_args(method_cls, cfg, n_images)
     try:
         method = method_cls(backbone, views, **method_args)
@@ -63,8 +69,8 @@ def build_method(cfg: PretrainConfig, data_channels: int, image_size: int, norma
 def build_text_method(cfg: PretrainConfig, tokens: TokenSpec, n_texts: int) -> tuple[Method, dict]:
     """A text method of ``cfg`` with fresh weights: its encoder sized to the corpus's vocabulary."""
     method_cls = METHODS.get(cfg.method)
-    if cfg.view_args:
-        raise ConfigError(f"{cfg.method} is a text method: view_args apply to images only")
+    if cfg.view_args or cfg.init:
+        raise ConfigError(f"{cfg.method} is a text method: {'view_args' if cfg.view_args else '--init'} applies to images only")
     backbone = build_text_backbone(cfg.backbone or method_cls.recipe.backbone, tokens.vocab_size, tokens.max_length)
     method_args = _method_args(method_cls, cfg, n_texts)
     try:

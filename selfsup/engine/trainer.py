@@ -19,6 +19,7 @@ import torch
 
 from ..backbones.features import extract_features, extract_pool_features
 from ..backbones.io import save_encoder
+from ..backbones.pretrained import imagenet_normalization
 from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.decoded import decoded_pool
 from ..data.images import Prepared
@@ -149,7 +150,9 @@ class PretrainRun:
         if len(data) < 2:
             raise SelfSupError(f"{cfg.data}: need at least 2 readable images, found {len(data)}")
         batch = _global_batch(cfg.batch_size, len(data), part)
-        normalization = _pool_normalization(data, method_cls.modality)
+        # Published weights expect the input they were trained on: ImageNet's statistics.
+        normalization = (imagenet_normalization(spec.channels) if cfg.init and method_cls.modality == "image"
+                         else _pool_normalization(data, method_cls.modality))
         seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         if method_cls.modality == "text":
             method, method_args = build_text_method(cfg, spec, len(data))

@@ -24,14 +24,15 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..backbones import Backbone
 from ..backbones.io import build_like
 from ..data.images import Prepared
+from ..downstream.model import Classifier
 from ..data.splits import labeled_subset, save_subset, stratified_split
+from ..engine.logger import COLUMNS, MetricsLogger
 from ..engine.loop import Loop, StepResult
 from ..engine.optim import param_groups
 from ..engine.schedule import warmup_cosine
@@ -97,21 +98,13 @@ def augmentation_views(modality: str, channels: int, size: int, normalization: N
     return VIEW_CLASSES[modality]([augmentation(channels)], size, normalization)
 
 
-class Classifier(nn.Module):
-    def __init__(self, backbone: Backbone, num_classes: int) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.head = nn.Linear(backbone.feature_dim, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
-
-
 def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, lr: float,
-                     seed: int, folder: Path | None = None) -> Classifier:
+                     seed: int, folder: Path | None = None, metrics: Path | None = None,
+                     progress: bool = False) -> Classifier:
     """A classifier trained on ``ds.train[indices]`` from ``make_backbone()`` in the engine's loop:
     ``ds.steps`` steps of cross-entropy with warm-up and cosine decay. With a ``folder`` it checkpoints
-    every ``ds.checkpoint_every`` steps there and resumes from the newest checkpoint it finds."""
+    every ``ds.checkpoint_every`` steps there and resumes from the newest checkpoint it finds; with
+    ``metrics`` it logs every 10 steps to METRICS/metrics.csv and TensorBoard."""
     seed_everything(seed)
     model = Classifier(make_backbone(), ds.num_classes).to(ds.device)
     if ds.head_init == "probe":
@@ -127,8 +120,12 @@ def train_classifier(make_backbone: Callable[[], Backbone], ds: Downstream, indi
     warmup = int(ds.warmup_fraction * ds.steps)
     checkpoints = folder / "checkpoints" if folder is not None and ds.checkpoint_every else None
     loop = Loop(optimizer, ds.steps, lambda step: warmup_cosine(step, ds.steps, lr, warmup), lr, state=model,
-                folder=checkpoints, checkpoint_every=ds.checkpoint_every, meta={"lr": lr, "seed": seed})
+                folder=checkpoints, checkpoint_every=ds.checkpoint_every, meta={"lr": lr, "seed": seed},
+                log_every=10 if metrics is not None else 0, items_per_step=min(ds.batch_size, len(indices)),
+                description="fine-tuning", progress=progress)
     start = loop.restore()
+    if metrics is not None:
+        loop.logger = MetricsLogger(metrics, resume_step=start, columns=COLUMNS[:6])
     model.train()
     loop.run(_classifier_forward(model, ds, indices, seed), start=start)
     return model
@@ -204,17 +201,28 @@ def trained_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, indi
     return score
 
 
+def validation_scores(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, seed: int,
+                      key: str | None = None) -> dict[float, float]:
+    """Accuracy on a held-out part of ``indices`` of a classifier trained on the rest at each of the grid's
+    learning rates; empty when some class has fewer than two labels (nothing to validate on)."""
+    labels = np.asarray(ds.train.labels)[indices]
+    if np.bincount(labels)[np.unique(labels)].min() < 2:
+        return {}
+    fit, val = stratified_split(labels, ds.val_fraction, seed)
+    return {lr: trained_accuracy(make_backbone, ds, indices[fit], lr, seed, ds.train, indices[val],
+                                 key and f"{key}/val-lr{lr:g}")
+            for lr in ds.lr_grid}
+
+
+def best_lr(scores: dict[float, float], grid: list[float]) -> float:
+    """The validated learning rate with the best accuracy (the first on ties), or the grid's gentlest."""
+    return max(scores, key=scores.__getitem__) if scores else min(grid)
+
+
 def pick_lr(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray, seed: int,
             key: str | None = None) -> float:
     """The grid's learning rate with the best accuracy on a held-out part of ``indices``."""
-    labels = np.asarray(ds.train.labels)[indices]
-    if np.bincount(labels)[np.unique(labels)].min() < 2:
-        return min(ds.lr_grid)  # nothing to validate on: the gentlest rate
-    fit, val = stratified_split(labels, ds.val_fraction, seed)
-    scores = [trained_accuracy(make_backbone, ds, indices[fit], lr, seed, ds.train, indices[val],
-                               key and f"{key}/val-lr{lr:g}")
-              for lr in ds.lr_grid]
-    return ds.lr_grid[int(np.argmax(scores))]
+    return best_lr(validation_scores(make_backbone, ds, indices, seed, key), ds.lr_grid)
 
 
 def finetuned_accuracy(make_backbone: Callable[[], Backbone], ds: Downstream, indices: np.ndarray,

@@ -58,30 +58,37 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     ``DEFAULT_DECAY``. The probe is then refitted on all training features. The test set is
     never looked at before scoring.
     """
-    from sklearn.model_selection import StratifiedKFold
-
     mean, std = train_x.mean(0), train_x.std(0).clamp(min=1e-6)
     tx, sx = (train_x - mean) / std, (test_x - mean) / std
-    chosen = DEFAULT_DECAY
-    folds = cv_folds(train_y, num_classes)
-    if folds:
-        labels = train_y.numpy()
-        pool = np.arange(len(labels))
-        if len(pool) > max_cv_examples:
-            _, pool = stratified_split(labels, max_cv_examples / len(labels), seed)
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        scores = np.zeros(len(WEIGHT_DECAYS))
-        for fit_pos, val_pos in splitter.split(pool, labels[pool]):
-            fit_idx, val_idx = torch.from_numpy(pool[fit_pos]), torch.from_numpy(pool[val_pos])
-            model = None
-            for i in reversed(range(len(WEIGHT_DECAYS))):  # strongest first, each warm-starting the next
-                model = _fit(tx[fit_idx], train_y[fit_idx], num_classes, WEIGHT_DECAYS[i], CV_ITERATIONS, start=model)
-                with torch.no_grad():
-                    scores[i] += float((model(tx[val_idx]).argmax(1) == train_y[val_idx]).float().sum())
-        chosen = WEIGHT_DECAYS[len(scores) - 1 - int(np.argmax(scores[::-1]))]  # ties: the stronger decay
+    chosen, _ = chosen_decay(tx, train_y, num_classes, seed, max_cv_examples)
     model = _fit(tx, train_y, num_classes, chosen)
     with torch.no_grad():
         return model(sx), chosen
 
 
-__all__ = ["linear_probe", "cv_folds", "WEIGHT_DECAYS", "DEFAULT_DECAY"]
+def chosen_decay(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int = 0,
+                 max_cv_examples: int = 5000) -> tuple[float, float | None]:
+    """The L2 strength of the best cross-validated accuracy on standardized features ``x`` (ties: the
+    stronger), and that accuracy; ``DEFAULT_DECAY`` and None below two examples in some class."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = cv_folds(y, num_classes)
+    if not folds:
+        return DEFAULT_DECAY, None
+    labels = y.numpy()
+    pool = np.arange(len(labels))
+    if len(pool) > max_cv_examples:
+        _, pool = stratified_split(labels, max_cv_examples / len(labels), seed)
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    scores = np.zeros(len(WEIGHT_DECAYS))
+    for fit_pos, val_pos in splitter.split(pool, labels[pool]):
+        fit_idx, val_idx = torch.from_numpy(pool[fit_pos]), torch.from_numpy(pool[val_pos])
+        model = None
+        for i in reversed(range(len(WEIGHT_DECAYS))):  # strongest first, each warm-starting the next
+            model = _fit(x[fit_idx], y[fit_idx], num_classes, WEIGHT_DECAYS[i], CV_ITERATIONS, start=model)
+            with torch.no_grad():
+                scores[i] += float((model(x[val_idx]).argmax(1) == y[val_idx]).float().sum())
+    best = len(scores) - 1 - int(np.argmax(scores[::-1]))
+    return WEIGHT_DECAYS[best], float(scores[best] / len(pool))
+
+__all__ = ["linear_probe", "chosen_decay", "fit_head", "cv_folds", "WEIGHT_DECAYS", "DEFAULT_DECAY"]

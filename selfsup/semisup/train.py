@@ -34,7 +34,8 @@ from ..engine.optim import param_groups
 from ..utils.runtime import prepare_out, resolve_device, seed_everything, step_generator
 from ..engine.loop import Loop, StepResult, budget_steps, seconds_per_step, steps_in_time
 from ..utils.errors import ConfigError
-from ..evaluate.finetune import Classifier, accuracy
+from ..downstream.model import Classifier
+from ..evaluate.finetune import accuracy
 from ..views import Normalization, estimate_normalization, eval_transform
 from ..views.randaugment import rand_augment
 from .methods import SEMISUP_METHODS, UDA, FixMatch

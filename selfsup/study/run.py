@@ -35,6 +35,7 @@ from ..backbones import Backbone
 from ..backbones.io import build_like
 from ..backbones.text import TextBackboneSpec
 from ..backbones.io import load_backbone
+from ..backbones.pretrained import imagenet_normalization, load_initial_weights, published_weights
 from ..backbones.registry import BackboneSpec
 from ..config import PretrainConfig, SemisupConfig, StudyConfig, build_config, save_yaml, to_dict
 from ..data.images import ImageSpec, Prepared
@@ -252,6 +253,7 @@ class Plan:
     checkpoints: dict[str, str]
     semisup_specs: list[tuple[str, str, str | None]]
     evaluations: list[str]
+    baselines: list[str]  # beyond scratch: "imagenet" or weights files, each fine-tuned like scratch
     budgets: list[int | None]
     semisup_budgets: list[int | None]
     labeled: str
@@ -283,6 +285,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the study in ``cfg.out``; returns what results.json holds, plus paths."""
     started = time.perf_counter()
     plan = _plan(cfg)
+    _check_baselines(cfg, plan)
     out = Path(cfg.out)
     _guard_out(out, cfg)
     save_yaml(to_dict(cfg), out / "config.yaml")
@@ -316,6 +319,13 @@ def _plan(cfg: StudyConfig) -> Plan:
     if unknown or not evaluations:
         raise ConfigError(f"--evaluations: unknown {', '.join(unknown) or '(none given)'} "
                           f"(choose from {', '.join(EVALUATIONS)})")
+    baselines = _names(cfg.baselines)
+    if "scratch" not in baselines:
+        evaluations = [e for e in evaluations if e != "scratch"]
+    baselines = [b for b in baselines if b != "scratch"]
+    for baseline in baselines:
+        if baseline != "imagenet" and not Path(baseline).is_file():
+            raise ConfigError(f"--baselines: {baseline!r} is neither scratch, imagenet nor a weights file")
     budgets = parse_labels_per_class(cfg.labels_per_class)
     if not budgets:
         raise ConfigError("--labels-per-class: give at least one budget, e.g. 1,10,all")
@@ -327,7 +337,7 @@ def _plan(cfg: StudyConfig) -> Plan:
     labeled = cfg.labeled or cfg.data
     if not labeled:
         raise ConfigError("study needs --labeled (or a labeled --data)")
-    return Plan(names, checkpoints, semisup_specs, evaluations, budgets, semisup_budgets, labeled)
+    return Plan(names, checkpoints, semisup_specs, evaluations, baselines, budgets, semisup_budgets, labeled)
 
 
 def _encoders(study: Study, plan: Plan) -> None:
@@ -403,12 +413,13 @@ def _units(study: Study, plan: Plan) -> list[tuple[Any, str, int | None, int]]:
     units = []
     for per_class in plan.budgets:
         for seed in range(1 if per_class is None else study.cfg.seeds):
-            if "scratch" in plan.evaluations:
+            references = (["scratch"] if "scratch" in plan.evaluations else []) + [f"baseline:{b}" for b in plan.baselines]
+            for reference in references:
                 done_arch = set()
                 for enc in study.encoders:
                     if enc.architecture not in done_arch:
                         done_arch.add(enc.architecture)
-                        units.append((enc, "scratch", per_class, seed))
+                        units.append((enc, reference, per_class, seed))
             units += [(enc, e, per_class, seed) for enc in study.encoders for e in plan.evaluations if e != "scratch"]
             if per_class in plan.semisup_budgets:
                 units += [(entry, "semisup", per_class, seed) for entry in study.semisup]
@@ -424,8 +435,7 @@ def _evaluate(study: Study, plan: Plan) -> list[dict[str, Any]]:
     if num_classes < 2:
         raise SelfSupError("the labeled set needs at least two classes")
     units = _units(study, plan)
-    todo = [u for u in units if ((u[0].scratch if u[1] == "scratch" else u[0].name), u[1], budget_name(u[2]), u[3])
-            not in results]
+    todo = [u for u in units if (*_row_name(study, u[0], u[1]), budget_name(u[2]), u[3]) not in results]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
                disable=not study.progress)
     pool: Prepared | None = None  # the unlabeled images of the semi-supervised rows, decoded when first needed
@@ -444,7 +454,8 @@ def _evaluate(study: Study, plan: Plan) -> list[dict[str, Any]]:
         else:
             acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, study.train_of[enc.name], num_classes,
                                      study.device)
-        results.add({"method": enc.scratch if evaluation == "scratch" else enc.name, "evaluation": evaluation,
+        method, row_evaluation = _row_name(study, enc, evaluation)
+        results.add({"method": method, "evaluation": row_evaluation,
                      "budget": budget_name(per_class), "labels_per_class": per_class if per_class is not None else "all",
                      "n_labels": int(len(subset)), "seed": seed, "accuracy": acc,
                      "seconds": round(time.perf_counter() - t0, 3), "chosen": chosen,
@@ -481,7 +492,9 @@ def _report(study: Study, plan: Plan, rows: list[dict[str, Any]], diagnostics: d
     extra = {"diagnostics": diagnostics, "timings": study.timings, "environment": environment(str(study.device)),
              "test_set": f"{study.test_c.name} ({len(study.test_c)} {unit})",
              "labeled_set": f"{study.train_c.name} ({len(study.train_c)} {unit})"}
-    payload = write_tables(rows, out, extra, {e.name: e.scratch for e in [*study.encoders, *study.semisup]})
+    scratch_of = {e.name: e.scratch for e in [*study.encoders, *study.semisup]}
+    scratch_of.update({_row_name(study, e, f"baseline:{b}")[0]: e.scratch for e in study.encoders for b in plan.baselines})
+    payload = write_tables(rows, out, extra, scratch_of)
     report = write_report(out, payload, summary, to_dict(cfg),
                           title=f"selfsup study: {', '.join(plan.names + [e.name for e in study.semisup])}")
     return {**payload, "out": str(out), "report": str(report), "seconds": round(time.perf_counter() - started, 3)}
@@ -489,22 +502,65 @@ def _report(study: Study, plan: Plan, rows: list[dict[str, Any]], diagnostics: d
 
 def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg: StudyConfig,
                data: tuple[Prepared, Prepared], num_classes: int, device: torch.device) -> tuple[float, float]:
-    """Scratch or fine-tuned test accuracy on ``subset``; the learning rate picked inside the subset."""
-    state = enc.backbone.state_dict()  # never trained here: every run loads (copies) it into a new backbone
+    """Scratch, fine-tuned or a baseline's (published weights fine-tuned) test accuracy on ``subset``; the
+    learning rate picked inside the subset."""
     image_size = enc.image_size
+    normalization = enc.normalization
+    if evaluation.startswith("baseline:"):  # published weights read the input they were trained on
+        state = _baseline_weights(enc, evaluation.partition(":")[2])
+        normalization = imagenet_normalization(enc.spec.in_channels)
+    else:
+        state = enc.backbone.state_dict()  # never trained here: every run loads (copies) it into a new backbone
 
     def make() -> Backbone:
         backbone = build_like(enc.spec, image_size)
-        if evaluation == "finetune":
+        if evaluation != "scratch":
             backbone.load_state_dict(state)
         return backbone
 
     train, test = data
-    ds = Downstream(train=train, test=test, num_classes=num_classes, normalization=enc.normalization,
+    ds = Downstream(train=train, test=test, num_classes=num_classes, normalization=normalization,
                     image_size=image_size, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
                     weight_decay=cfg.finetune_weight_decay, lr_grid=lr_grid_for(cfg.lr_grid, enc.text),
                     val_fraction=cfg.val_fraction)
     return finetuned_accuracy(make, ds, subset, seed)
+
+
+def _row_name(study: Study, enc: Any, evaluation: str) -> tuple[str, str]:
+    """The (method, evaluation) a unit's row is filed under: scratch and the baselines once per architecture
+    (named after it when the study mixes architectures), a baseline as the fine-tuning of its weights."""
+    if evaluation == "scratch":
+        return enc.scratch, "scratch"
+    if not evaluation.startswith("baseline:"):
+        return enc.name, evaluation
+    source = evaluation.partition(":")[2]
+    name = "imagenet" if source == "imagenet" else f"weights {Path(source).stem}"
+    if len({e.architecture for e in study.encoders}) > 1:
+        name += f" ({enc.info['backbone']['name']})"
+    return name, "finetune"
+
+
+_BASELINE_STATES: dict[tuple, dict[str, torch.Tensor]] = {}
+
+
+def _baseline_weights(enc: Encoder, source: str) -> dict[str, torch.Tensor]:
+    """The encoder's architecture with ``source``'s weights (ImageNet's or a file's), loaded once."""
+    if enc.text:
+        raise ConfigError("--baselines imagenet and weights files apply to image studies")
+    key = (enc.architecture, enc.image_size, source)
+    if key not in _BASELINE_STATES:
+        backbone = build_like(enc.spec, enc.image_size)
+        load_initial_weights(backbone, source)
+        _BASELINE_STATES[key] = backbone.state_dict()
+    return _BASELINE_STATES[key]
+
+
+def _check_baselines(cfg: StudyConfig, plan: Plan) -> None:
+    """ImageNet weights of every pretrained method's backbone, fetched (or found cached) before any
+    pretraining, so an offline study stops at once rather than after hours."""
+    if "imagenet" in plan.baselines:
+        for name in {cfg.backbone or METHODS.get(n).recipe.backbone for n in plan.names if n not in plan.checkpoints}:
+            published_weights(name)
 
 
 def _semisup(entry: SemisupEntry, subset: np.ndarray, seed: int, cfg: StudyConfig, data: tuple[Prepared, Prepared],
