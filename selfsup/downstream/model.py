@@ -111,6 +111,7 @@ def save_model(out: Path, model: Classifier, classes: Sequence[str], preprocess:
                record: dict[str, Any]) -> Path:
     """OUT/model.safetensors (the classifier's weights) and OUT/model.json (classes, backbone, preprocessing,
     and ``record``: how it was trained and scored), each written atomically."""
+    out.mkdir(parents=True, exist_ok=True)
     path = out / WEIGHTS
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_save_tensors(weights, path, metadata={"format": FORMAT})

@@ -317,3 +317,25 @@ def test_the_semi_supervised_demo_config_adds_its_rows_to_the_demo():
     assert {"uda", "fixmatch", "simclr+fixmatch", "simclr"} <= set(cfg.methods.split(","))
     assert parse_labels_per_class(cfg.semisup_labels_per_class) == [10]
     assert 10 in parse_labels_per_class(cfg.labels_per_class)
+
+
+def test_study_baselines_add_a_published_weights_row_beside_scratch(study, tmp_path, capsys):
+    """`--baselines scratch,FILE`: the encoder's architecture with the file's weights, fine-tuned on the same
+    subsets as scratch (ImageNet's weights take the same path, from the torch cache: tests/backbones)."""
+    from safetensors.torch import load_file
+
+    encoder = study / "pretrain" / "simclr"
+    torch.save(load_file(str(encoder / "encoder.safetensors")), tmp_path / "published.pth")
+    out = tmp_path / "baselines"
+    code = main(["study", "--labeled", "digits", "--methods", "", "--checkpoint", str(encoder), "--labels-per-class",
+                 "2", "--seeds", "1", "--evaluations", "scratch,knn", "--baselines", f"scratch,{tmp_path / 'published.pth'}",
+                 "--quiet", "--json", "--config", _config(tmp_path), "--out", str(out)])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["method"], r["evaluation"]): r for r in result["rows"]}
+    assert set(rows) == {("scratch", "scratch"), ("weights published", "finetune"), ("simclr", "knn")}
+    assert rows[("weights published", "finetune")]["n_labels"] == rows[("scratch", "scratch")]["n_labels"] == 20
+    assert {m["method"] for m in result["label_multipliers"]} >= {"weights published"}
+    assert main(["study", "--labeled", "digits", "--methods", "simclr", "--baselines", "scratch,nowhere.pth",
+                 "--out", str(tmp_path / "bad"), "--quiet"]) == 2
+    assert "neither scratch, imagenet nor a weights file" in capsys.readouterr().err
