@@ -64,9 +64,9 @@ def _joined(parts: list[Collection]) -> Collection:
                       first.kind)
 
 
-def _model_labels(items: Collection, classes: list[str]) -> np.ndarray | None:
-    """Each item's class as the model's class index (-1: a class the model does not know), by name;
-    None for an unlabeled source."""
+def _model_labels(items: Collection, classes: list[str]) -> tuple[np.ndarray, list[str]] | None:
+    """Each item's class as the model's class index (-1: a class the model does not know, predicted but
+    not scored) and the source's class names; None for an unlabeled source."""
     if not items.has_labels:
         return None
     names = items.classes or [str(i) for i in range(int(items.labels.max()) + 1)]  # type: ignore[union-attr]
@@ -75,7 +75,7 @@ def _model_labels(items: Collection, classes: list[str]) -> np.ndarray | None:
     if unknown:
         log.warning("classes the model does not know: %s (their items are predicted but not scored)",
                     ", ".join(unknown[:5]))
-    return np.array([index.get(names[label], -1) for label in items.labels])  # type: ignore[union-attr]
+    return np.array([index.get(names[label], -1) for label in items.labels]), names  # type: ignore[union-attr]
 
 
 def run_predict(cfg: PredictConfig, progress: bool = True) -> dict:
@@ -94,10 +94,10 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> dict:
     if found != p.channels:
         log.warning("%s: images have %d channel(s), the model reads %d: converted", cfg.data, found, p.channels)
     data = Prepared(items, ImageSpec(p.channels, p.load_size, p.image_size), strict=cfg.strict, progress=progress)
-    labels = _model_labels(data.collection, model.classes)
+    labeled = _model_labels(data.collection, model.classes)
     out = Path(cfg.out) if cfg.out else folder / "predictions.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    counted = _write_predictions(model, data, labels, out, cfg, device, progress)
+    counted = _write_predictions(model, data, labeled, out, cfg, device, progress)
     skipped = data.skipped + len(data.reported)
     result = {"predictions": str(out), "split": split, "n": counted["n"], "skipped": skipped,
               "accuracy": counted["correct"] / counted["scored"] if counted["scored"] else None,
@@ -107,11 +107,12 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> dict:
 
 
 @torch.no_grad()
-def _write_predictions(model: DownstreamModel, data: Prepared, labels: np.ndarray | None, out: Path,
+def _write_predictions(model: DownstreamModel, data: Prepared, labeled: tuple[np.ndarray, list[str]] | None, out: Path,
                        cfg: PredictConfig, device: torch.device, progress: bool) -> dict:
     """Rows of item, [label,] predicted class and every class's probability, batch by batch; the counts."""
     counts = {"n": 0, "scored": 0, "correct": 0, "seconds": 0.0}
-    keys, classes = data.collection.keys, model.classes
+    keys, classes, source = data.collection.keys, model.classes, data.collection.labels
+    labels, names = labeled if labeled is not None else (None, [])
     header = ["item"] + (["label"] if labels is not None else []) + ["predicted"] + [f"p_{c}" for c in classes]
     bar = tqdm(total=len(data), desc="predicting", unit="img", file=sys.stderr, disable=not progress, leave=False)
     tmp = out.with_name(out.name + ".tmp")
@@ -125,7 +126,7 @@ def _write_predictions(model: DownstreamModel, data: Prepared, labels: np.ndarra
             counts["seconds"] += time.perf_counter() - began
             predicted = probabilities.argmax(1).numpy()
             for row, i in enumerate(indices[pos]):
-                label = [] if labels is None else [classes[labels[i]] if labels[i] >= 0 else ""]
+                label = [] if labels is None else [names[source[i]]]
                 writer.writerow([keys[i], *label, classes[predicted[row]],
                                  *(f"{v:.6g}" for v in probabilities[row].tolist())])
             if labels is not None:
