@@ -34,7 +34,7 @@ from ..engine.optim import param_groups
 from ..utils.runtime import prepare_out, resolve_device, seed_everything, step_generator
 from ..engine.loop import Loop, StepResult, budget_steps, seconds_per_step, steps_in_time
 from ..utils.errors import ConfigError
-from ..downstream.model import Classifier
+from ..downstream.model import Classifier, Preprocessing, save_model
 from ..evaluate.finetune import accuracy
 from ..views import Normalization, estimate_normalization, eval_transform
 from ..views.randaugment import rand_augment
@@ -287,7 +287,15 @@ def _save(run: SemisupRun, test: Prepared, cfg: SemisupConfig, out: Path) -> flo
                  {"method": cfg.method, "steps": cfg.steps})
     ckpt.atomic_save_tensors({k: v.detach().cpu().contiguous() for k, v in run.evaluated.head.state_dict().items()},
                              out / "head.safetensors")
-    return run.test_accuracy(test)
+    accuracy = run.test_accuracy(test)
+    # The trained classifier as a model folder too: selfsup predict, export and load_model read it.
+    classes = [str(c) for c in labeled.collection.classes or range(run.evaluated.head.out_features)]
+    norm = run.normalization
+    preprocess = Preprocessing(labeled.spec.channels, labeled.spec.load_size, labeled.spec.image_size,
+                               list(norm.mean), list(norm.std))
+    save_model(out, run.evaluated, classes, preprocess, {"init": cfg.checkpoint or "random", "method": cfg.method,
+                                                         "test_accuracy": accuracy, "config": to_dict(cfg)})
+    return accuracy
 
 
 __all__ = ["SemisupRun", "run_semisup", "semisup_accuracy", "semisup_method", "unlabeled_pool", "weak_view"]

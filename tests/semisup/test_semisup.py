@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from selfsup import load_model
 from selfsup.cli import main
 from selfsup.config import SemisupConfig
 from selfsup.semisup import run_semisup, weak_view
@@ -46,6 +47,8 @@ def test_a_method_trains_on_few_labels_and_writes_its_run(method, tmp_path):
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("step,loss,supervised_loss,unlabeled_loss,mask_rate") and len(rows) == 5
     assert any(float(r.split(",")[3]) > 0 for r in rows[1:])  # the unlabeled term took part
+    model = load_model(out)  # the classifier is a model folder too: predict and export read it
+    assert model.info["test_accuracy"] == result["test_accuracy"] and model.classes == [str(i) for i in range(10)]
 
 
 def _run(out: Path, *extra: str, kill_at: int | None = None) -> subprocess.CompletedProcess:
