@@ -125,3 +125,29 @@ def test_init_path_trains_from_a_torchvision_file_and_pretrain_continues_from_it
     assert pre.returncode == 0, pre.stderr
     encoder = json.loads((tmp_path / "dapt" / "encoder.json").read_text())
     assert encoder["normalization"]["mean"] == [pytest.approx(0.449)]  # the input ImageNet weights expect
+
+
+def test_a_killed_train_resumes_to_the_same_model(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    args = ["train", "--init", "random", "--backbone", "small-convnet", "--labeled", "digits", "--labels-per-class", "4",
+            "--steps", "12", "--checkpoint-every", "4", "--quiet"]
+
+    def run(out, *extra, kill_at=None):
+        env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+        if kill_at:
+            env["SELFSUP_KILL_AT_STEP"] = str(kill_at)
+        return subprocess.run([sys.executable, "-m", "selfsup", *args, "--out", str(out), *extra], env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert run(tmp_path / "whole").returncode == 0
+    assert run(tmp_path / "killed", kill_at=6).returncode == -9  # SIGKILL in the first validation training
+    resumed = run(tmp_path / "killed", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    again = load_file(str(tmp_path / "killed" / "model.safetensors"))
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
