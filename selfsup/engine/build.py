@@ -2,9 +2,8 @@
 settings, each the config's when given, else the method's recipe's."""
 from __future__ import annotations
 
-from typing import Any
-
 import logging
+from typing import Any
 
 from ..backbones import build_backbone
 from ..backbones.pretrained import load_initial_weights
