@@ -176,11 +176,13 @@ class FinetuneConfig(DataConfig):
 class TrainConfig(DataConfig):
     """``selfsup train``: one downstream model, fine-tuned (or a linear head on the frozen encoder)."""
 
+    task: Literal["classification", "segmentation"] = "classification"
     labeled: str | None = None  # labeled training set
-    image_size: int | None = setting(None, AT_LEAST_1)  # without --checkpoint: input side (default: native up to 64 px, else 224)
+    image_size: int | None = setting(None, AT_LEAST_1)  # classification without --checkpoint: input side (default: native up to 64 px, else 224); segmentation: the crop side (default 256)
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     checkpoint: str | None = None  # start from this pretrained encoder (a run folder or encoder file)
     init: str | None = None  # without --checkpoint: random, imagenet, or a torchvision/timm-keyed weights file
+    labeled_images: str | None = None  # segmentation: N or all (default all) labeled images, picked by --seed
     backbone: str = "resnet18"  # without --checkpoint
     stem: Stem = "auto"  # without --checkpoint; auto: small for inputs <= 64 px
     freeze: bool = False  # frozen encoder, linear head fitted on its features (for a handful of labels)
@@ -207,7 +209,8 @@ class PredictConfig(Checked):
     model: str | None = None  # a model folder (selfsup train's --out)
     data: str | None = None  # images to predict: folder, .zip/.tar, .npy/.npz, digits
     split: Literal["auto", "test", "train", "all"] = "auto"  # auto: a source's test part when it has one (or the model's held-out split), else all
-    out: str | None = None  # the CSV (default MODEL/predictions.csv)
+    out: str | None = None  # the CSV (default MODEL/predictions.csv); segmentation: the folder of masks (default MODEL/predictions/)
+    probabilities: bool = False  # segmentation: also each image's class probabilities (NAME.npy, K x H x W float16)
     batch_size: int = setting(256, AT_LEAST_1)
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     strict: bool = False  # fail on the first unreadable file instead of skipping it

@@ -328,33 +328,44 @@ def open_source(spec: str, kind: str = "image") -> dict[str, Collection]:
     path = Path(spec).expanduser()
     if not path.exists():
         raise SelfSupError(f"data not found: {spec}")
-    suffixes = SUFFIXES[kind]
-    if path.is_dir():
-        return _collections_from_keys(_list_folder(path, suffixes), FolderReader(path), path.name, kind)
     name = path.name.lower()
-    if name.endswith((".npy", ".npz")):
+    if name.endswith((".npy", ".npz")) and not path.is_dir():
         return _load_numpy(path, kind)
     if kind == "volume" and name.endswith((".nii", ".nii.gz")):
         raise SelfSupError(f"{spec} is a single volume; pass the folder that holds the volumes")
+    keys, reader = source_files(spec, kind)
+    stem = path.name if path.is_dir() else (path.stem if name.endswith(".zip") else path.name.split(".")[0])
+    return _collections_from_keys(keys, reader, stem, kind)
+
+
+def source_files(spec: str, kind: str = "image") -> tuple[list[str], Reader]:
+    """The item files of a folder, .zip or .tar (paths relative to it, sorted) and the reader of their bytes."""
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SelfSupError(f"data not found: {spec}")
+    suffixes = SUFFIXES[kind]
+    if path.is_dir():
+        return _list_folder(path, suffixes), FolderReader(path)
+    name = path.name.lower()
     if name.endswith(".zip"):
         try:
             with zipfile.ZipFile(path) as z:
                 keys = sorted(n for n in z.namelist() if n.lower().endswith(suffixes) and not n.endswith("/"))
         except zipfile.BadZipFile as exc:
             raise SelfSupError(f"corrupt zip archive {path}: {exc}") from exc
-        return _collections_from_keys(keys, ZipReader(path), path.stem, kind)
+        return keys, ZipReader(path)
     if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
         try:
             with tarfile.open(path) as t:
                 keys = sorted(m.name for m in t.getmembers() if m.isfile() and m.name.lower().endswith(suffixes))
         except tarfile.TarError as exc:
             raise SelfSupError(f"corrupt tar archive {path}: {exc}") from exc
-        return _collections_from_keys(keys, TarReader(path), path.name.split(".")[0], kind)
+        return keys, TarReader(path)
     if name.endswith(suffixes):
         raise SelfSupError(f"{spec} is a single {kind} file; pass the folder that holds the files")
     raise SelfSupError(f"unsupported data {spec}: expected a folder, .zip, .tar, .npy or .npz"
                        + (", 'digits' or 'cifar10'" if kind == "image" else f" of {kind} files"))
 
 
-__all__ = ["Collection", "Reader", "FolderReader", "ZipReader", "TarReader", "open_source",
+__all__ = ["Collection", "Reader", "FolderReader", "ZipReader", "TarReader", "open_source", "source_files",
            "collection_from_arrays"]

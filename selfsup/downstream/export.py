@@ -21,7 +21,7 @@ import torch
 from ..config import ExportConfig
 from ..utils.checkpoint import atomic_write_text
 from ..utils.errors import ConfigError, SelfSupError
-from .model import INFO, DownstreamModel, load_model
+from .model import INFO, DensePreprocessing, DownstreamModel, SegmentationModel, load_model
 
 log = logging.getLogger("selfsup")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
@@ -31,16 +31,20 @@ CHECK_BATCH = 7  # an odd batch that is not the traced one: the batch axis must 
 def check_batch(model: DownstreamModel, batch: int = CHECK_BATCH, seed: int = 0) -> torch.Tensor:
     """A seeded batch of inputs in the model's normalized input space."""
     p = model.preprocess
-    return torch.randn(batch, p.channels, p.image_size, p.image_size, generator=torch.Generator().manual_seed(seed))
+    side = p.window if isinstance(p, DensePreprocessing) else p.image_size
+    return torch.randn(batch, p.channels, side, side, generator=torch.Generator().manual_seed(seed))
 
 
 def export_onnx(model: DownstreamModel, path: Path, opset: int | None = None) -> dict[str, Any]:
     """``model`` as an ONNX file with input ``images`` and output ``logits``, the batch axis dynamic."""
     example = check_batch(model, 2)
     batch = torch.export.Dim("batch", min=1)
+    axes = {0: batch}
+    if isinstance(model, SegmentationModel):  # a fully convolutional model reads any image size
+        axes.update({2: torch.export.Dim("height", min=32), 3: torch.export.Dim("width", min=32)})
     with contextlib.redirect_stdout(sys.stderr), _quiet_loggers("onnxscript", "onnx_ir"):  # the exporter's chatter
         torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["logits"],
-                          dynamic_shapes={"x": {0: batch}}, dynamo=True, opset_version=opset, external_data=False,
+                          dynamic_shapes={"images": axes} if isinstance(model, SegmentationModel) else {"x": axes}, dynamo=True, opset_version=opset, external_data=False,
                           verbose=False)
     import onnx
 
@@ -102,8 +106,10 @@ def run_export(cfg: ExportConfig) -> dict:
         made = export_onnx(model, path, cfg.opset) if cfg.format == "onnx" else export_torchscript(model, path)
     except ImportError as exc:
         raise SelfSupError(f"export --format onnx needs the onnx package: pip install 'selfsup[export]' ({exc})") from None
+    dense = isinstance(model, SegmentationModel)
     record = {"file": str(path.resolve()), "format": cfg.format, "opset": made["opset"], "input_name": "images",
-              "output_name": "logits", "dynamic_axes": {"images": [0], "logits": [0]},
+              "output_name": "logits",
+              "dynamic_axes": {"images": [0, 2, 3], "logits": [0, 2, 3]} if dense else {"images": [0], "logits": [0]},
               "max_abs_difference": made["difference"]}
     preprocessing = {**model.info["preprocessing"], "classes": model.classes, "input_name": "images",
                      "output_name": "logits"}

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from ..backbones import Backbone, BackboneSpec, build_from_spec
+from ..heads.unet import UNet
 from ..data.decode import DecodeError, decode_bytes, fit_square, match_channels
 from ..utils.checkpoint import atomic_save_tensors, atomic_write_text
 from ..utils.errors import SelfSupError
@@ -58,8 +59,9 @@ class Preprocessing:
         uint8 tensor) -> the C x S x S float input the model reads."""
         return self.batch(self.load(image)[None])[0]
 
-    def load(self, image: Any) -> torch.Tensor:
-        """One image as uint8 C x L x L at ``load_size``, decoded and converted as the data pipeline does."""
+    def load(self, image: Any, fit: bool = True) -> torch.Tensor:
+        """One image as uint8 C x L x L at ``load_size`` (``fit``; else at its own size), decoded and
+        converted as the data pipeline does."""
         if isinstance(image, (str, Path)):
             image = Path(image).read_bytes()
         if isinstance(image, (bytes, bytearray)):
@@ -73,7 +75,8 @@ class Preprocessing:
         if tensor.dtype != torch.uint8:
             raise SelfSupError(f"preprocess takes uint8 images (0-255), got {tensor.dtype}")
         try:
-            return fit_square(match_channels(tensor, self.channels), self.load_size)
+            tensor = match_channels(tensor, self.channels)
+            return fit_square(tensor, self.load_size) if fit else tensor
         except DecodeError as exc:
             raise SelfSupError(f"an image that {exc}") from None
 
@@ -107,7 +110,63 @@ class DownstreamModel(Classifier):
         return [self.classes[i] for i in probabilities.argmax(1).tolist()], probabilities
 
 
-def save_model(out: Path, model: Classifier, classes: Sequence[str], preprocess: Preprocessing,
+@dataclass
+class DensePreprocessing:
+    """Image -> segmentation model input, at the image's own size: channels converted, scaled to [0, 1],
+    normalized per channel. Whole images go through sliding windows of ``window`` pixels."""
+
+    channels: int
+    mean: list[float]
+    std: list[float]
+    window: int
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization(list(self.mean), list(self.std))
+
+    def batch(self, images: torch.Tensor) -> torch.Tensor:
+        mean, std = self.normalization.tensors(images.device)
+        return (images.float() / 255.0 - mean[None, :, None, None]) / std[None, :, None, None]
+
+    def load(self, image: Any) -> torch.Tensor:
+        """One image as uint8 C x H x W at its own size."""
+        return Preprocessing(self.channels, 0, 0, self.mean, self.std).load(image, fit=False)
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return self.batch(self.load(image)[None])[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {**asdict(self), "steps": [f"convert to {self.channels} channel(s)", "keep the image's size",
+                                          "scale to [0, 1] (divide by 255)",
+                                          "subtract mean, divide by std per channel",
+                                          f"whole images: overlapping {self.window}-px windows, logits averaged"],
+                "layout": "N x C x H x W float32 (any H, W)"}
+
+
+class SegmentationModel(UNet):
+    """A trained segmentation model in eval mode: ``model(batch)`` maps a preprocessed N x C x H x W batch to
+    N x K x H x W logits; ``predict(images)`` gives each image's mask (class indices, at its own size) and
+    class probabilities, through overlapping sliding windows."""
+
+    def __init__(self, backbone: Backbone, classes: Sequence[str], preprocess: DensePreprocessing,
+                 info: dict[str, Any] | None = None) -> None:
+        super().__init__(backbone, len(classes))
+        self.classes, self.preprocess, self.info = list(classes), preprocess, info or {}
+
+    @torch.no_grad()
+    def predict(self, images: Sequence[Any]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        from .dense import sliding_window_logits
+
+        device = next(self.parameters()).device
+        masks, probabilities = [], []
+        for image in images:
+            logits = sliding_window_logits(self, self.preprocess(image).to(device), self.preprocess.window)
+            probabilities.append(logits.softmax(0).cpu())
+            masks.append(probabilities[-1].argmax(0))
+        return masks, probabilities
+
+
+def save_model(out: Path, model: nn.Module, classes: Sequence[str], preprocess: Preprocessing | DensePreprocessing,
                record: dict[str, Any]) -> Path:
     """OUT/model.safetensors (the classifier's weights) and OUT/model.json (classes, backbone, preprocessing,
     and ``record``: how it was trained and scored), each written atomically."""
@@ -115,8 +174,9 @@ def save_model(out: Path, model: Classifier, classes: Sequence[str], preprocess:
     path = out / WEIGHTS
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_save_tensors(weights, path, metadata={"format": FORMAT})
-    backbone = model.backbone
-    info = {"format": FORMAT, "task": "classification", "classes": list(classes),
+    backbone = model.backbone if isinstance(model, Classifier) else model.encoder.backbone  # type: ignore[union-attr]
+    task = "classification" if isinstance(model, Classifier) else "segmentation"
+    info = {"format": FORMAT, "task": task, "classes": list(classes),
             "backbone": asdict(backbone.spec), "feature_dim": backbone.feature_dim,
             "preprocessing": preprocess.describe(), "input_name": "images", "output_name": "logits", **record}
     atomic_write_text(out / INFO, json.dumps(info, indent=1))
@@ -139,7 +199,7 @@ def read_model_info(folder: str | Path) -> dict[str, Any]:
     return info
 
 
-def load_model(folder: str | Path, device: str | torch.device = "cpu") -> DownstreamModel:
+def load_model(folder: str | Path, device: str | torch.device = "cpu") -> DownstreamModel | SegmentationModel:
     """The model ``selfsup train`` saved in ``folder``, in eval mode::
 
         model = selfsup.load_model("runs/train")
@@ -153,9 +213,16 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Downst
     if not path.is_file():
         raise SelfSupError(f"{folder} holds {INFO} but no {WEIGHTS}")
     steps = info["preprocessing"]
-    preprocess = Preprocessing(steps["channels"], steps["load_size"], steps["image_size"], steps["mean"], steps["std"])
-    backbone = build_from_spec(BackboneSpec(**info["backbone"]), preprocess.image_size)
-    model = DownstreamModel(backbone, info["classes"], preprocess, info)
+    model: DownstreamModel | SegmentationModel
+    if info.get("task", "classification") == "segmentation":
+        dense = DensePreprocessing(steps["channels"], steps["mean"], steps["std"], steps["window"])
+        backbone = build_from_spec(BackboneSpec(**info["backbone"]), dense.window)
+        model = SegmentationModel(backbone, info["classes"], dense, info)
+    else:
+        preprocess = Preprocessing(steps["channels"], steps["load_size"], steps["image_size"], steps["mean"],
+                                   steps["std"])
+        backbone = build_from_spec(BackboneSpec(**info["backbone"]), preprocess.image_size)
+        model = DownstreamModel(backbone, info["classes"], preprocess, info)
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except Exception as exc:

@@ -17,7 +17,7 @@ from ..data.images import ImageSpec, Prepared, probe_spec
 from ..data.sources import Collection, open_source
 from ..utils.errors import ConfigError, SelfSupError
 from ..utils.runtime import resolve_device
-from .model import DownstreamModel, load_model
+from .model import DownstreamModel, SegmentationModel, load_model
 
 log = logging.getLogger("selfsup")
 
@@ -85,6 +85,8 @@ def run_predict(cfg: PredictConfig, progress: bool = True) -> dict:
     started = time.perf_counter()
     device = resolve_device(cfg.device)
     model = load_model(cfg.model, device)
+    if isinstance(model, SegmentationModel):
+        return run_predict_masks(cfg, model, device, started)
     folder = Path(cfg.model)
     items, split = predicted_items(cfg, folder)
     if not len(items):
@@ -138,3 +140,71 @@ def _write_predictions(model: DownstreamModel, data: Prepared, labeled: tuple[np
     bar.close()
     tmp.replace(out)
     return counts
+
+
+def _dense_items(cfg: PredictConfig, model_folder: Path) -> tuple[list[str], list[torch.Tensor], list[torch.Tensor] | None, str]:
+    """Keys, images and (for a source of image/mask pairs) masks to segment, and which part they are."""
+    from ..data.decode import DecodeError, decode_bytes, reason
+    from ..data.segmentation import open_segmentation
+    from ..data.sources import source_files
+
+    try:
+        pairs = open_segmentation(str(cfg.data), strict=cfg.strict)
+    except SelfSupError:
+        pairs = None
+    if pairs is not None:
+        split = cfg.split if cfg.split != "auto" else ("test" if "test" in pairs else "all")
+        if split not in pairs:
+            raise ConfigError(f"--split {split}: {cfg.data} has no {split}/ images and masks")
+        part = pairs[split]
+        return part.keys, part.images, part.masks, split
+    keys, reader = source_files(str(cfg.data))
+    kept, images = [], []
+    for key in keys:
+        try:
+            images.append(decode_bytes(reader.read(key)))
+            kept.append(key)
+        except (DecodeError, OSError, KeyError, RuntimeError) as exc:
+            if cfg.strict:
+                raise SelfSupError(f"unreadable image {key}: {reason(exc)}") from exc
+            log.warning("skipped unreadable image %s (%s)", key, reason(exc))
+    return kept, images, None, "all"
+
+
+def run_predict_masks(cfg: PredictConfig, model, device: torch.device, started: float) -> dict:
+    """One mask PNG per image (the class's mask value per pixel, at the image's size) in ``cfg.out``, and with
+    ``--probabilities`` its class probabilities; IoU and Dice when the source has masks."""
+    from PIL import Image
+
+    from ..data.decode import match_channels
+    from ..utils.segmetrics import confusion, scores
+    from .dense import sliding_window_logits
+
+    keys, images, masks, split = _dense_items(cfg, Path(cfg.model))
+    if not keys:
+        raise SelfSupError(f"{cfg.data} holds no images to segment")
+    out = Path(cfg.out) if cfg.out else Path(cfg.model) / "predictions"
+    out.mkdir(parents=True, exist_ok=True)
+    p, k = model.preprocess, len(model.classes)
+    if images[0].shape[0] != p.channels:
+        log.warning("%s: images have %d channel(s), the model reads %d: converted", cfg.data, images[0].shape[0], p.channels)
+    values = np.array([int(c) for c in model.classes]) if all(c.isdigit() for c in model.classes) else np.arange(k)
+    matrix = torch.zeros(k, k, dtype=torch.int64)
+    seconds = 0.0
+    for i, (key, image) in enumerate(zip(keys, images)):
+        began = time.perf_counter()
+        x = p.batch(match_channels(image, p.channels)[None].to(device))[0]
+        logits = sliding_window_logits(model, x, p.window).cpu()
+        seconds += time.perf_counter() - began
+        predicted = logits.argmax(0)
+        target = out / Path(key).with_suffix(".png").name
+        Image.fromarray(values[predicted.numpy()].astype(np.uint8 if values.max() < 256 else np.uint16)).save(target)
+        if cfg.probabilities:
+            np.save(target.with_suffix(".npy"), logits.softmax(0).numpy().astype(np.float16))
+        if masks is not None:
+            matrix += confusion(predicted, masks[i], k)
+    result = {"predictions": str(out), "split": split, "n": len(keys), "task": "segmentation",
+              "images_per_second": round(len(keys) / max(seconds, 1e-9), 2), "seconds": round(time.perf_counter() - started, 3)}
+    if masks is not None:
+        result["scores"] = scores(matrix)
+    return result

@@ -34,6 +34,7 @@ from ..utils.runtime import prepare_out, resolve_device, seed_everything
 from ..views import Normalization, estimate_normalization
 from .finetune import Downstream, accuracy, best_lr, lr_grid_for, train_classifier, validation_scores
 from .linear import chosen_decay, fit_head
+from .train_dense import run_train_segmentation
 
 log = logging.getLogger("selfsup")
 
@@ -112,6 +113,10 @@ def run_train(cfg: TrainConfig, progress: bool = True) -> dict:
     if not cfg.labeled:
         raise ConfigError("train needs --labeled (a labeled folder, archive, .npz or 'digits')")
     device = resolve_device(cfg.device)
+    if cfg.task == "segmentation":
+        return run_train_segmentation(cfg, out, device, started, progress)
+    if cfg.labeled_images:
+        raise ConfigError("--labeled-images is segmentation's budget; classification takes --labels-per-class")
     opened = open_source(cfg.labeled)
     start = starting_point(cfg, opened.get("train", opened.get("all")))  # before any output: bad weights write nothing
     prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite)

@@ -1,0 +1,143 @@
+"""``selfsup train --task segmentation``: a U-Net on the encoder, trained on few masks, saved as a model folder.
+
+The same contract as classification's ``train``: start from ``--checkpoint`` or ``--init random|imagenet|PATH``,
+``--labeled-images N|all`` picked by ``--seed``, the learning rate from the grid on held-out labeled images
+(with a single labeled image there is nothing to hold out: the grid's smallest rate, said on stderr),
+the test images scored once, whole, through sliding windows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..backbones import Backbone, build_backbone
+from ..backbones.io import build_like, load_backbone
+from ..backbones.pretrained import imagenet_normalization, load_initial_weights
+from ..config import TrainConfig, save_yaml, to_dict
+from ..data.decode import match_channels
+from ..data.segmentation import MaskedImages, open_segmentation
+from ..downstream.model import DensePreprocessing, save_model
+from ..utils.checkpoint import atomic_write_text
+from ..utils.errors import ConfigError, SelfSupError
+from ..utils.runtime import prepare_out
+from ..views import Normalization, estimate_normalization
+from .finetune import best_lr
+from .segment import SEGMENTATION_LR_GRID, DenseDownstream, segmentation_scores, train_segmenter, validation_scores
+
+log = logging.getLogger("selfsup")
+DEFAULT_CROP = 256
+
+
+def _encoder(cfg: TrainConfig, channels: int, crop: int) -> tuple[Callable[[], Backbone], Normalization | None, str, int]:
+    """A fresh encoder per training, its input normalization (None: estimate from the images), where its
+    weights come from, and the channels it reads."""
+    if cfg.checkpoint:
+        if cfg.init:
+            raise ConfigError("give --checkpoint (a pretrained encoder) or --init, not both")
+        encoder, info = load_backbone(cfg.checkpoint)
+        if info.get("modality", "image") != "image":
+            raise ConfigError(f"segmentation needs an image encoder; {cfg.checkpoint} is a {info['modality']} encoder")
+        state = {k: v.clone() for k, v in encoder.state_dict().items()}
+
+        def pretrained() -> Backbone:
+            backbone = build_like(encoder.spec, info["image_size"])
+            backbone.load_state_dict(state)
+            return backbone
+
+        return pretrained, Normalization(**info["normalization"]), f"checkpoint {cfg.checkpoint}", encoder.spec.in_channels
+
+    def fresh() -> Backbone:
+        return build_backbone(cfg.backbone, channels, cfg.stem, crop)
+
+    init = cfg.init or "random"
+    if init == "random":
+        return fresh, None, "random", channels
+    template = fresh()
+    load_initial_weights(template, init)
+    weights = {k: v.clone() for k, v in template.state_dict().items()}
+
+    def published() -> Backbone:
+        backbone = fresh()
+        backbone.load_state_dict(weights)
+        return backbone
+
+    return published, imagenet_normalization(channels), init, channels
+
+
+def _split(cfg: TrainConfig, out: Path) -> tuple[MaskedImages, MaskedImages]:
+    """Training and test pairs: the source's train/ and test/, --test, or 20% of the images held out once
+    (by seed 0, saved to OUT/splits.json)."""
+    opened = open_segmentation(cfg.labeled, strict=cfg.strict)  # type: ignore[arg-type]
+    if cfg.test:
+        test_opened = open_segmentation(cfg.test, strict=cfg.strict)
+        return opened.get("train", opened.get("all")), test_opened.get("test", test_opened.get("all"))  # type: ignore[return-value]
+    if "train" in opened and "test" in opened:
+        return opened["train"], opened["test"]
+    pool = next(iter(opened.values()))
+    if len(pool) < 2:
+        raise SelfSupError(f"{cfg.labeled}: {len(pool)} labeled image; pass --test to score on other images")
+    order = np.random.default_rng(0).permutation(len(pool))
+    held = max(1, int(round(0.2 * len(pool))))
+    train, test = pool.subset(np.sort(order[held:]), f"{pool.name}:train"), pool.subset(np.sort(order[:held]), f"{pool.name}:test")
+    atomic_write_text(out / "splits.json", json.dumps({"source": cfg.labeled, "train": train.keys, "test": test.keys}))
+    return train, test
+
+
+def _labeled_images(cfg: TrainConfig, n: int) -> np.ndarray:
+    text = (cfg.labeled_images or "all").strip().lower()
+    if text == "all":
+        return np.arange(n)
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"--labeled-images: {cfg.labeled_images!r} is not a whole number of images or 'all'")
+    if int(text) > n:
+        raise ConfigError(f"--labeled-images {text}: the training split has {n} labeled images")
+    return np.sort(np.random.default_rng(cfg.seed).permutation(n)[: int(text)])
+
+
+def run_train_segmentation(cfg: TrainConfig, out: Path, device, started: float, progress: bool) -> dict:
+    """Train, score and save the segmentation model of ``cfg`` in ``out``."""
+    if cfg.labels_per_class or cfg.label_fraction is not None or cfg.freeze:
+        raise ConfigError("segmentation takes --labeled-images N (not --labels-per-class, --label-fraction or --freeze)")
+    probe = next(iter(open_segmentation(cfg.labeled, strict=cfg.strict).values()))  # type: ignore[arg-type]
+    smallest = min(min(m.shape) for m in probe.masks)
+    crop = min(cfg.image_size or DEFAULT_CROP, smallest)
+    make, normalization, init, channels = _encoder(cfg, probe.channels, crop)  # before any output is written
+    prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite)
+    if not cfg.resume:
+        save_yaml(to_dict(cfg), out / "config.yaml")
+    train, test = _split(cfg, out)
+    if channels != train.channels:
+        log.warning("the images have %d channel(s), the encoder reads %d: converted", train.channels, channels)
+        train, test = _converted(train, channels), _converted(test, channels)
+    subset = _labeled_images(cfg, len(train))
+    if normalization is None:
+        normalization = estimate_normalization(train.images[int(subset[0])][None])
+    preprocess = DensePreprocessing(channels, list(normalization.mean), list(normalization.std), crop)
+    ds = DenseDownstream(train=train, test=test, preprocess=preprocess, device=device, steps=cfg.steps,
+                         batch_size=cfg.batch_size, weight_decay=cfg.weight_decay,
+                         lr_grid=[float(x) for x in cfg.lr_grid] or list(SEGMENTATION_LR_GRID),
+                         val_fraction=cfg.val_fraction, work=out / "trainings", checkpoint_every=cfg.checkpoint_every)
+    scores = validation_scores(make, ds, subset, cfg.seed, "validation")
+    if not scores:
+        log.info("one labeled image: nothing to validate on; the grid's smallest learning rate, %g", min(ds.lr_grid))
+    lr = best_lr(scores, ds.lr_grid)
+    model = train_segmenter(make, ds, subset, lr, cfg.seed, folder=out, metrics=out, progress=progress)
+    result = {"model": str(out), "task": "segmentation", "init": init, "n_labeled_images": int(len(subset)),
+              "n_test": len(test), "lr": lr, "validation_mean_iou": scores.get(lr),
+              "validation_scores": {f"{k:g}": v for k, v in scores.items()},
+              "test": segmentation_scores(model, test, np.arange(len(test)), ds), "classes": train.classes}
+    save_model(out, model, train.classes, preprocess, {**result, "config": to_dict(replace(cfg, resume=False, overwrite=False))})
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
+    return result
+
+
+def _converted(data: MaskedImages, channels: int) -> MaskedImages:
+    """The images with ``channels`` channels (gray <-> RGB), the masks as they are."""
+    return MaskedImages(data.name, data.keys, [match_channels(x, channels) for x in data.images], data.masks, data.classes)
