@@ -94,3 +94,29 @@ def assert_method_trains(method, batch: torch.Tensor, steps: int = 10) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert sum(losses[-3:]) / 3 < losses[0]
+
+
+def png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def square_pair(rng: np.random.Generator, side: int = 48) -> tuple[np.ndarray, np.ndarray]:
+    """A gray image with a bright square and its 0/255 mask."""
+    image = rng.integers(0, 90, (side, side), dtype=np.uint8)
+    mask = np.zeros((side, side), dtype=np.uint8)
+    top, left = rng.integers(4, side // 2, 2)
+    mask[top:top + side // 3, left:left + side // 3] = 255
+    image[mask == 255] += 140
+    return image, mask
+
+
+def write_source(root, pairs: dict[str, tuple[np.ndarray, np.ndarray]], split: str = "") -> None:
+    for stem, (image, mask) in pairs.items():
+        for role, array in (("images", image), ("masks", mask)):
+            path = root / split / role / f"{stem}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(png(array))
