@@ -238,6 +238,7 @@ class Prepared(ReportsBadItems):
     """
 
     modality = "image"
+    crops_per_image: float | None = None  # a pool of large images read as native-resolution crops (data.crops)
 
     def __init__(self, collection: Collection, spec: ImageSpec, strict: bool = False,
                  progress: bool = True) -> None:
@@ -245,7 +246,7 @@ class Prepared(ReportsBadItems):
         self.stream: StreamingImages | None = None
         self.array: np.ndarray | None = None
         self.reported: set[str] = set()
-        if spec.cached:
+        if spec.cached or collection.array is not None:  # decoded already (an array, or native crops)
             self.array, good = decode_collection(collection, spec, strict=strict, progress=progress)
             self.skipped = len(collection) - len(good)
             collection = collection.subset(good) if self.skipped else collection

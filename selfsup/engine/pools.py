@@ -5,6 +5,8 @@ import logging
 from pathlib import Path
 
 from ..config import PretrainConfig
+from ..data.crops import native_crops, segmentation_pool
+from ..data.decode import DecodeError, decode_bytes
 from ..data.decoded import decoded_pool
 from ..data.images import ImageSpec, Prepared, probe_spec, spec_from_shape
 from ..data.pool import DecodedPool
@@ -85,9 +87,32 @@ def open_pool(cfg: PretrainConfig, out: Path, part: DistContext,
         pool.spec = spec_from_shape(pool.first_shape(), cfg.image_size)
         log.info("streaming %s", pool.describe())
         return pool, pool.spec, None
-    train, test = train_test(cfg.data, cfg.test, out) if part.is_main else (None, None)
-    barrier()  # rank 0 saved any split first; the others read it
-    if not part.is_main:
-        train, test = train_test(cfg.data, cfg.test, out)
+    train = segmentation_pool(cfg.data)  # images/ + masks/: its training and unlabeled images, no mask, no test
+    dense_source, test = train is not None, None
+    if train is None:
+        train, test = train_test(cfg.data, cfg.test, out) if part.is_main else (None, None)
+        barrier()  # rank 0 saved any split first; the others read it
+        if not part.is_main:
+            train, test = train_test(cfg.data, cfg.test, out)
     spec = probe_spec(train, cfg.image_size)
-    return Prepared(train, spec, strict=cfg.strict, progress=progress), spec, test
+    crops_per_image = None
+    native = _native_side(train)
+    if native and native >= 2 * spec.image_size and (cfg.image_size or dense_source):
+        train, crops_per_image = native_crops(train, spec.channels, spec.image_size, cfg.strict)
+        spec = ImageSpec(spec.channels, spec.image_size, spec.image_size)
+        log.info("%d-px crops at native resolution: %d items, %.1f per image", spec.image_size, len(train), crops_per_image)
+    pool = Prepared(train, spec, strict=cfg.strict, progress=progress)
+    pool.crops_per_image = crops_per_image
+    return pool, spec, test
+
+
+def _native_side(collection: Collection) -> int | None:
+    """The shorter side of the first readable image (None when none reads)."""
+    if collection.array is not None:
+        return int(min(collection.array.shape[-2:]))
+    for key in collection.keys[:20]:
+        try:
+            return int(min(decode_bytes(collection.reader.read(key)).shape[-2:]))  # type: ignore[union-attr]
+        except (DecodeError, OSError, KeyError, RuntimeError):
+            continue
+    return None

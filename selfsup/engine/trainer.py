@@ -317,6 +317,7 @@ class PretrainRun:
                   "epochs": round(total / self.steps_per_epoch, 3), "batch_size": cfg.batch_size,
                   "processes": self.part.world_size, "n_images": len(data),
                   "skipped_images": data.skipped + len(data.reported),
+                  **({"crops_per_image": round(data.crops_per_image, 2)} if getattr(data, "crops_per_image", None) else {}),
                   "final_loss": float(self.last.reported) if self.last is not None else float("nan"),
                   "train_seconds": round(self.train_seconds, 3),
                   "images_per_second": round(self.images_seen / seconds, 2),

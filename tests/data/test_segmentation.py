@@ -64,3 +64,21 @@ def test_split_sources_index_masks_and_arrays(tmp_path):
     np.savez(tmp_path / "bad.npz", x=x, masks=y[:, :10])
     with pytest.raises(SelfSupError, match="masks are shaped"):
         open_segmentation(str(tmp_path / "bad.npz"))
+
+
+def test_pretraining_reads_training_and_unlabeled_images_as_native_crops(tmp_path):
+    from selfsup.data.crops import native_crops, segmentation_pool
+
+    rng = np.random.default_rng(2)
+    write_source(tmp_path, {"a": square_pair(rng, 64)}, "train")
+    write_source(tmp_path, {"b": square_pair(rng, 64)}, "test")
+    (tmp_path / "unlabeled").mkdir()
+    (tmp_path / "unlabeled" / "u.png").write_bytes(png(square_pair(rng, 64)[0]))
+    pool = segmentation_pool(str(tmp_path))
+    assert pool is not None and sorted(pool.keys) == ["train/images/a.png", "unlabeled/u.png"]  # no mask, no test
+    crops, per_image = native_crops(pool, 1, 24)
+    assert per_image == 25 and crops.array.shape == (50, 1, 24, 24)  # starts 0, 12, 24, 36 and 40 (flush) each way
+    image = np.array(Image.open(tmp_path / "train" / "images" / "a.png"))
+    assert np.array_equal(crops.array[6, 0], image[12:36, 12:36])  # native pixels, not resized
+    assert np.array_equal(crops.array[24, 0], image[40:64, 40:64])
+    assert segmentation_pool(str(tmp_path / "unlabeled")) is None  # not a segmentation source
