@@ -440,8 +440,20 @@ def _recipe(cls) -> dict:
             "arguments": [a.describe() for a in method_arguments(cls).values()]}
 
 
+def _print_dense_rows(result: dict) -> None:
+    """finetune --task segmentation: mean IoU (and the first class's IoU) of scratch and pretrained per budget."""
+    first = result["classes"][0]
+    print(f"{'images':>7} {'scratch mIoU':>15} {'pretrained mIoU':>16} {'scratch IoU ' + first:>18} {'pretrained IoU ' + first:>20}")
+    for r in result["rows"]:
+        cells = [f"{100 * r[k]:5.1f} ± {100 * r[k + '_std']:4.1f}" for k in ("scratch_mean_iou", "pretrained_mean_iou")]
+        cells += [f"{100 * r[k][0]:5.1f} ± {100 * r[k + '_std'][0]:4.1f}" for k in ("scratch_iou", "pretrained_iou")]
+        print(f"{str(r['labeled_images']):>7} {cells[0]:>15} {cells[1]:>16} {cells[2]:>18} {cells[3]:>20}")
+
+
 def _human(command: str, result: dict) -> None:
-    if command in ("finetune", "demo") and "rows" in result and "summary" not in result:
+    if command == "finetune" and result.get("task") == "segmentation":
+        _print_dense_rows(result)
+    elif command in ("finetune", "demo") and "rows" in result and "summary" not in result:
         _print_rows(result["rows"])
         if "pretrain" in result:
             p = result["pretrain"]

@@ -153,7 +153,10 @@ class EvalConfig(DataConfig):
 
 @dataclass
 class FinetuneConfig(DataConfig):
+    task: Literal["classification", "segmentation"] = "classification"
     labeled: str | None = None  # labeled training set
+    labeled_images: str | None = None  # segmentation: budgets in labeled images, e.g. 1,2,5,all (default 1,2,5)
+    crop_size: int | None = setting(None, {"range": Range(8)})  # segmentation: the side of training crops and inference windows (default 256, at most the smallest image)
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     checkpoint: str | None = None
     labels_per_class: str | None = None
@@ -178,7 +181,8 @@ class TrainConfig(DataConfig):
 
     task: Literal["classification", "segmentation"] = "classification"
     labeled: str | None = None  # labeled training set
-    image_size: int | None = setting(None, AT_LEAST_1)  # classification without --checkpoint: input side (default: native up to 64 px, else 224); segmentation: the crop side (default 256)
+    image_size: int | None = setting(None, AT_LEAST_1)  # classification without --checkpoint: input side (default: native up to 64 px, else 224)
+    crop_size: int | None = setting(None, {"range": Range(8)})  # segmentation: the side of training crops and inference windows (default 256, at most the smallest image)
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     checkpoint: str | None = None  # start from this pretrained encoder (a run folder or encoder file)
     init: str | None = None  # without --checkpoint: random, imagenet, or a torchvision/timm-keyed weights file

@@ -21,6 +21,7 @@ from ..utils.errors import ConfigError, SelfSupError
 from ..views import Normalization
 from ..backbones.features import extract_features
 from .finetune import Downstream, compare, lr_grid_for
+from .train_dense import compare_segmentation
 from ..utils.knn import knn_predict, topk_accuracy
 from .linear import linear_probe
 
@@ -119,8 +120,19 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
     out = Path(cfg.out) if cfg.out else (ckpt_path if ckpt_path.is_dir() else ckpt_path.parent) / "finetune"
     if cfg.resume:
         cfg = resumed_config(FinetuneConfig, out, {"device": cfg.device, "num_workers": cfg.num_workers})
-    budgets = budgets_from(cfg)
     device = resolve_device(cfg.device)
+    if cfg.task == "segmentation":
+        if cfg.labels_per_class or cfg.label_fraction is not None:
+            raise ConfigError("segmentation's budgets are --labeled-images 1,2,5,all (not --labels-per-class)")
+        prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite or not cfg.out)
+        if not cfg.resume:
+            save_yaml(to_dict(replace(cfg, out=str(out))), out / "config.yaml")
+        result = compare_segmentation(cfg, out, device, progress)
+        (out / "result.json").write_text(json.dumps(result, indent=1))
+        return result
+    if cfg.labeled_images or cfg.crop_size:
+        raise ConfigError("--labeled-images and --crop-size are segmentation's (--task segmentation)")
+    budgets = budgets_from(cfg)
     backbone, info = load_backbone(cfg.checkpoint)
     prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite or not cfg.out)
     if not cfg.resume:

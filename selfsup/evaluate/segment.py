@@ -42,7 +42,8 @@ class DenseDownstream:
 
     train: MaskedImages
     test: MaskedImages
-    preprocess: DensePreprocessing  # normalization, and the crop side (``window``) of training and inference
+    preprocess: DensePreprocessing  # normalization, and the side of the inference windows
+    crop: int  # the side of training crops
     device: torch.device
     steps: int
     batch_size: int
@@ -53,10 +54,6 @@ class DenseDownstream:
     decoder_lr_scale: float = 10.0  # the new decoder learns faster than the (pretrained) encoder
     work: Path | None = None  # where each training keeps its result and checkpoints (resume); None: nothing
     checkpoint_every: int = 0
-
-    @property
-    def crop(self) -> int:
-        return self.preprocess.window
 
 
 def random_crops(images: list[torch.Tensor], masks: list[torch.Tensor], picks: np.ndarray, crop: int,
@@ -125,7 +122,7 @@ def segmentation_scores(model: UNet, data: MaskedImages, indices: np.ndarray, ds
     matrix = torch.zeros(k, k, dtype=torch.int64)
     for i in indices:
         image = ds.preprocess.batch(data.images[i][None].to(ds.device))[0]
-        predicted = sliding_window_logits(model, image, ds.crop).argmax(0).cpu()
+        predicted = sliding_window_logits(model, image, ds.preprocess.window).argmax(0).cpu()
         matrix += confusion(predicted, data.masks[i], k)
     return scores(matrix)
 

@@ -99,7 +99,7 @@ def test_train_predict_and_export_a_segmentation_model(squares, tmp_path):
     import onnxruntime
 
     done = run_cli("train", "--task", "segmentation", "--init", "random", "--backbone", "small-convnet", "--labeled",
-                   str(squares), "--labeled-images", "3", "--image-size", "32", "--steps", "12", "--batch-size", "4",
+                   str(squares), "--labeled-images", "3", "--crop-size", "32", "--steps", "12", "--batch-size", "4",
                    "--lr-grid", "0.01,0.03", "--out", str(tmp_path / "model"), "--json", "--quiet")
     assert done.returncode == 0, done.stderr
     trained = json.loads(done.stdout.splitlines()[-1])
@@ -122,3 +122,21 @@ def test_train_predict_and_export_a_segmentation_model(squares, tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(torch.from_numpy(session.run(["logits"], {"images": x.numpy()})[0]), model(x),
                                        atol=1e-4, rtol=0)
+
+
+def test_finetune_compares_scratch_and_pretrained_on_the_same_labeled_images(squares, tmp_path):
+    from selfsup.backbones.io import save_encoder as save
+
+    torch.manual_seed(0)
+    (tmp_path / "encoder").mkdir()
+    save(tmp_path / "encoder", build_backbone("small-convnet", 1, "small", 32), Normalization([0.3], [0.3]), 32, 32)
+    done = run_cli("finetune", "--task", "segmentation", "--checkpoint", str(tmp_path / "encoder"), "--labeled",
+                   str(squares), "--labeled-images", "1,2", "--seeds", "2", "--steps", "4", "--batch-size", "2",
+                   "--crop-size", "32", "--lr-grid", "0.01,0.03", "--out", str(tmp_path / "ft"), "--json", "--quiet")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout.splitlines()[-1])["rows"]
+    assert [(r["labeled_images"], r["n_labeled_images"], r["seeds"]) for r in rows] == [(1, 1, 2), (2, 2, 2)]
+    assert rows[0]["scratch_lr"] == [0.01, 0.01]  # one image: nothing to validate on, the grid's smallest
+    assert all(0 <= r[f"{init}_mean_iou"] <= 1 for r in rows for init in ("scratch", "pretrained"))
+    finals = sorted(p.parent.name for p in (tmp_path / "ft" / "trainings").rglob("final/result.json"))
+    assert len(finals) == 8  # 2 budgets x 2 seeds x (scratch, pretrained)
