@@ -1,11 +1,12 @@
-"""Few-mask segmentation on the ISBI 2012 EM slices: pretrain on the pool, fine-tune on 1, 2 and 5 masks.
+"""Few-mask segmentation on the ISBI 2012 EM slices: the segmentation study, then its model out.
 
-Pretraining reads the zip's 20 training images and 30 unlabeled slices (never a mask, never a test slice)
-as overlapping native-resolution crops of --crop pixels; then ``selfsup finetune --task segmentation``
-trains a U-Net decoder over the pretrained encoder and over the same encoder from random weights, on the
-same 1, 2 and 5 labeled images per seed (3 seeds), with one recipe, and scores membrane IoU (class 0,
-mask value 0) and mean IoU on the 10 test slices, whole, through sliding windows. Prints the table and
-the times.
+``selfsup study --task segmentation`` pretrains --method on the zip's pool (the 20 training and 30
+unlabeled slices as overlapping native-resolution crops of --pretrain-crop pixels; never a mask, never a
+test slice), then trains a U-Net decoder over the pretrained encoder and over the same encoder from random
+weights on the same 1, 2 and 5 labeled slices per seed (3 seeds), one recipe, and scores membrane IoU
+(mask value 0) and mean IoU on the 10 test slices, whole, through sliding windows. Then ``selfsup train``
+repeats the study's 2-image seed-0 training as a model folder and ``selfsup predict`` writes the test
+masks: their IoU must equal the study's row. Prints the tables and the times.
 
     python benchmarks/isbi_segmentation.py ../shared/datasets/isbi2012-em.zip --out bench-out/isbi
 """
@@ -43,28 +44,39 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", default="bench-out/isbi")
     args = parser.parse_args()
-    out = Path(args.out)
     started = time.perf_counter()
-    encoder = out / f"pretrain-{args.method}"
-    if not (encoder / "encoder.json").exists():
-        pre = selfsup("pretrain", "--method", args.method, "--data", args.zip, "--backbone", args.backbone,
-                      "--image-size", str(args.pretrain_crop), "--steps", str(args.pretrain_steps), "--batch-size",
-                      str(args.pretrain_batch), "--out", str(encoder), "--overwrite")
-        print(f"pretrained {args.method} ({args.backbone}) for {pre['steps']} steps on {pre['n_images']} crops "
-              f"({pre.get('crops_per_image')} per image) in {pre['wall']:.0f} s; final loss {pre['final_loss']:.3f}",
-              flush=True)
-    ft = selfsup("finetune", "--task", "segmentation", "--checkpoint", str(encoder), "--labeled", args.zip,
-                 "--labeled-images", args.images, "--seeds", str(args.seeds), "--steps", str(args.steps),
-                 "--batch-size", str(args.batch), "--crop-size", str(args.crop), "--lr-grid", args.lr_grid,
-                 "--out", str(out / f"finetune-{args.method}"), "--overwrite")
+    out = Path(args.out)
+    recipe = ["--crop-size", str(args.crop), "--lr-grid", args.lr_grid]
+    study = selfsup("study", "--task", "segmentation", "--methods", args.method, "--data", args.zip,
+                    "--backbone", args.backbone, "--image-size", str(args.pretrain_crop), "--steps",
+                    str(args.pretrain_steps), "--batch-size", str(args.pretrain_batch), "--labeled-images", args.images,
+                    "--seeds", str(args.seeds), "--finetune-steps", str(args.steps), "--finetune-batch-size",
+                    str(args.batch), *recipe, "--out", str(out / "study"))
+    pretrain = json.loads((out / "study" / "pretrain" / args.method / "result.json").read_text())
+    print(f"pretrained {args.method} ({args.backbone}) for {pretrain['steps']} steps on {pretrain['n_images']} crops "
+          f"({pretrain.get('crops_per_image')} per image); final loss {pretrain['final_loss']:.3f}")
+    per_class = {(p["method"], p["budget"]): p for p in study["per_class_iou"]}
+    mean = {(s["method"], s["budget"]): s for s in study["summary"]}
     print("| labeled images | scratch membrane IoU | pretrained membrane IoU | scratch mean IoU | pretrained mean IoU |")
     print("|---|---|---|---|---|")
-    for r in ft["rows"]:
-        cell = lambda k, i=None: (f"{100 * (r[k][i] if i is not None else r[k]):.1f} ± "  # noqa: E731
-                                  f"{100 * (r[k + '_std'][i] if i is not None else r[k + '_std']):.1f}")
-        print(f"| {r['labeled_images']} | {cell('scratch_iou', 0)} | {cell('pretrained_iou', 0)} | "
-              f"{cell('scratch_mean_iou')} | {cell('pretrained_mean_iou')} |")
-    print(f"fine-tuning {ft['wall']:.0f} s; whole benchmark {time.perf_counter() - started:.0f} s")
+    for budget in args.images.split(","):
+        cells = [f"{100 * per_class[(m, budget)]['iou'][0]:.1f} ± {100 * per_class[(m, budget)]['iou_std'][0]:.1f}"
+                 for m in ("scratch", args.method)]
+        cells += [f"{100 * mean[(m, budget)]['mean']:.1f} ± {100 * mean[(m, budget)]['std']:.1f}"
+                  for m in ("scratch", args.method)]
+        print(f"| {budget} | " + " | ".join(cells) + " |")
+    t = study["timings"]
+    print(f"study {study['wall']:.0f} s (pretraining {t.get(f'pretrain {args.method}', 0):.0f} s, scratch "
+          f"{t.get('scratch (all runs)', 0):.0f} s, pretrained {t.get('finetune (all runs)', 0):.0f} s)")
+    trained = selfsup("train", "--task", "segmentation", "--checkpoint", str(out / "study" / "pretrain" / args.method),
+                      "--labeled", args.zip, "--labeled-images", "2", "--seed", "0", "--steps", str(args.steps),
+                      "--batch-size", str(args.batch), *recipe, "--out", str(out / "model"), "--overwrite")
+    predicted = selfsup("predict", "--model", str(out / "model"), "--data", args.zip, "--out", str(out / "masks"))
+    row = next(r for r in study["rows"] if r["method"] == args.method and r["budget"] == "2" and r["seed"] == 0)
+    print(f"2 images, seed 0: study mean IoU {100 * row['mean_iou']:.3f}, train's test {100 * trained['test']['mean_iou']:.3f}, "
+          f"predict's masks {100 * predicted['scores']['mean_iou']:.3f} ({predicted['n']} masks, "
+          f"train {trained['wall']:.0f} s, predict {predicted['wall']:.0f} s)")
+    print(f"whole benchmark {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

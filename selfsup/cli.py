@@ -369,10 +369,13 @@ def _print_summary(result: dict) -> None:
         cells.setdefault((s["method"], s["evaluation"]), {})[s["budget"]] = f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"
     for (method, evaluation), row in cells.items():
         print(f"{method:<24} {evaluation:<10} " + " ".join(f"{row.get(b, '-'):>16}" for _, b in budgets))
+    if result.get("task") == "segmentation":
+        print("test mean IoU (%); budgets in labeled images")
     for m in result.get("label_multipliers", []):
         if m["evaluation"] == "finetune" or "finetune" not in {x["evaluation"] for x in result["label_multipliers"]}:
             rel = "" if m["relation"] == "=" else m["relation"]
-            print(f"{m['method']} ({m['evaluation']}) at {m['budget']}/class: scratch needs {rel}{m['multiplier']:.2f}x the labels")
+            per = " image(s)" if result.get("task") == "segmentation" else "/class"
+            print(f"{m['method']} ({m['evaluation']}) at {m['budget']}{per}: scratch needs {rel}{m['multiplier']:.2f}x the labels")
     print(f"study took {result['seconds']:.0f} s; report: {result['report']}")
 
 
@@ -405,9 +408,14 @@ def run(args: argparse.Namespace) -> dict:
 
         return run_export(build_config(ExportConfig, *_split(args, skip)))
     if args.command == "study":
+        cfg = build_config(StudyConfig, *_split(args, skip))
+        if cfg.task == "segmentation":
+            from .study.dense import run_segmentation_study
+
+            return run_segmentation_study(cfg, progress=progress)
         from .study.run import run_study
 
-        return run_study(build_config(StudyConfig, *_split(args, skip)), progress=progress)
+        return run_study(cfg, progress=progress)
     if args.command == "semisup":
         from .semisup import run_semisup
 

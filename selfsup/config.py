@@ -265,8 +265,11 @@ class SemisupConfig(DataConfig):
 class StudyConfig(DataConfig):
     """``selfsup study``: methods x label budgets x seeds x evaluations, and the report."""
 
+    task: Literal["classification", "segmentation"] = "classification"
     data: str | None = None  # unlabeled pool
     labeled: str | None = None  # labeled training set
+    labeled_images: str | None = None  # segmentation: budgets in labeled images, e.g. 1,2,5,all (default 1,2,5)
+    crop_size: int | None = setting(None, {"range": Range(8)})  # segmentation: the side of training crops (default 256, at most the smallest image)
     image_size: int | None = setting(None, AT_LEAST_1)  # views' side; default: native for small images, 224 otherwise
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     methods: str = "simclr,byol,rotation"

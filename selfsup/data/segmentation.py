@@ -48,7 +48,7 @@ class MaskedImages:
                             [self.masks[i] for i in indices], self.classes)
 
 
-def _pairs(keys: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+def _pairs(keys: list[str], spec: str) -> dict[str, dict[str, dict[str, str]]]:
     """split -> {"images"|"masks" -> {stem -> key}}; split "all" when there is no train/ and test/."""
     parts = [PurePosixPath(k).parts for k in keys]
     tops = {p[0] for p in parts}
@@ -63,8 +63,8 @@ def _pairs(keys: list[str]) -> dict[str, dict[str, dict[str, str]]]:
         stem = str(PurePosixPath(*p[role + 1:]).with_suffix(""))
         found.setdefault(split, {"images": {}, "masks": {}})[p[role]][stem] = key
     if not found:
-        raise SelfSupError("no images/ and masks/ folders found (a segmentation source pairs images/NAME.png "
-                           "with masks/NAME.png)")
+        raise SelfSupError(f"{spec}: no images/ and masks/ folders found (a segmentation source pairs "
+                           "images/NAME.png with masks/NAME.png)")
     return found
 
 
@@ -104,7 +104,7 @@ def open_segmentation(spec: str, channels: int | None = None, strict: bool = Fal
     if spec.lower().endswith(".npz"):
         return {"all": _from_arrays(Path(spec))}
     keys, reader = source_files(spec)
-    found = _pairs(keys)
+    found = _pairs(keys, spec)
     images: dict[str, dict[str, torch.Tensor]] = {}
     masks: dict[str, torch.Tensor] = {}
     for split, roles in found.items():

@@ -14,10 +14,11 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..backbones import Backbone
 from ..data.segmentation import MaskedImages
@@ -115,8 +116,10 @@ def train_segmenter(make_backbone: Callable[[], Backbone], ds: DenseDownstream, 
 
 
 @torch.no_grad()
-def segmentation_scores(model: UNet, data: MaskedImages, indices: np.ndarray, ds: DenseDownstream) -> dict:
-    """IoU, Dice and pixel accuracy of ``model`` on the whole images ``data[indices]`` (sliding windows)."""
+def segmentation_scores(model: UNet, data: MaskedImages, indices: np.ndarray, ds: DenseDownstream,
+                        kept: dict[int, torch.Tensor] | None = None) -> dict:
+    """IoU, Dice and pixel accuracy of ``model`` on the whole images ``data[indices]`` (sliding windows);
+    the predicted class maps of the indices that are keys of ``kept`` are put there."""
     model.eval()
     k = len(data.classes)
     matrix = torch.zeros(k, k, dtype=torch.int64)
@@ -124,20 +127,30 @@ def segmentation_scores(model: UNet, data: MaskedImages, indices: np.ndarray, ds
         image = ds.preprocess.batch(data.images[i][None].to(ds.device))[0]
         predicted = sliding_window_logits(model, image, ds.preprocess.window).argmax(0).cpu()
         matrix += confusion(predicted, data.masks[i], k)
+        if kept is not None and int(i) in kept:
+            kept[int(i)] = predicted
     return scores(matrix)
 
 
 def trained_scores(make_backbone: Callable[[], Backbone], ds: DenseDownstream, indices: np.ndarray, lr: float,
-                   seed: int, scored: MaskedImages, scored_indices: np.ndarray, key: str | None = None) -> dict:
+                   seed: int, scored: MaskedImages, scored_indices: np.ndarray, key: str | None = None,
+                   keep: Sequence[int] = ()) -> dict:
     """Scores on ``scored[scored_indices]`` of a U-Net trained on ``indices`` at ``lr``, kept in WORK/KEY/result.json
-    (read back on a re-run; a killed training resumes from WORK/KEY/checkpoints)."""
+    (read back on a re-run; a killed training resumes from WORK/KEY/checkpoints). The predicted class maps of
+    ``scored[keep]`` are saved as WORK/KEY/predicted/I.png (class indices), listed under ``predicted``."""
     folder = ds.work / key if ds.work is not None and key else None
     if folder is not None and (folder / "result.json").exists():
         return json.loads((folder / "result.json").read_text())
     model = train_segmenter(make_backbone, ds, indices, lr, seed, folder)
-    result = segmentation_scores(model, scored, scored_indices, ds)
+    kept: dict[int, torch.Tensor] = {int(i): torch.empty(0) for i in keep}
+    result = segmentation_scores(model, scored, scored_indices, ds, kept)
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
+        if kept:
+            (folder / "predicted").mkdir(exist_ok=True)
+            for i, predicted in kept.items():
+                Image.fromarray(predicted.numpy().astype(np.uint8)).save(folder / "predicted" / f"{i}.png")
+            result["predicted"] = {str(i): f"predicted/{i}.png" for i in kept}
         atomic_write_text(folder / "result.json", json.dumps(result))
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)
     return result

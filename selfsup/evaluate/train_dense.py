@@ -74,22 +74,22 @@ def _encoder(cfg: TrainConfig, channels: int, crop: int) -> tuple[Callable[[], B
     return published, imagenet_normalization(channels), init, channels
 
 
-def _split(cfg: TrainConfig, out: Path) -> tuple[MaskedImages, MaskedImages]:
+def segmentation_split(labeled: str, test: str | None, strict: bool, out: Path) -> tuple[MaskedImages, MaskedImages]:
     """Training and test pairs: the source's train/ and test/, --test, or 20% of the images held out once
     (by seed 0, saved to OUT/splits.json)."""
-    opened = open_segmentation(cfg.labeled, strict=cfg.strict)  # type: ignore[arg-type]
-    if cfg.test:
-        test_opened = open_segmentation(cfg.test, strict=cfg.strict)
+    opened = open_segmentation(labeled, strict=strict)
+    if test:
+        test_opened = open_segmentation(test, strict=strict)
         return opened.get("train", opened.get("all")), test_opened.get("test", test_opened.get("all"))  # type: ignore[return-value]
     if "train" in opened and "test" in opened:
         return opened["train"], opened["test"]
     pool = next(iter(opened.values()))
     if len(pool) < 2:
-        raise SelfSupError(f"{cfg.labeled}: {len(pool)} labeled image; pass --test to score on other images")
+        raise SelfSupError(f"{labeled}: {len(pool)} labeled image; pass --test to score on other images")
     order = np.random.default_rng(0).permutation(len(pool))
     held = max(1, int(round(0.2 * len(pool))))
     train, test = pool.subset(np.sort(order[held:]), f"{pool.name}:train"), pool.subset(np.sort(order[:held]), f"{pool.name}:test")
-    atomic_write_text(out / "splits.json", json.dumps({"source": cfg.labeled, "train": train.keys, "test": test.keys}))
+    atomic_write_text(out / "splits.json", json.dumps({"source": labeled, "train": train.keys, "test": test.keys}))
     return train, test
 
 
@@ -118,10 +118,10 @@ def run_train_segmentation(cfg: TrainConfig, out: Path, device, started: float, 
     prepare_out(out, resume=cfg.resume, overwrite=cfg.overwrite)
     if not cfg.resume:
         save_yaml(to_dict(cfg), out / "config.yaml")
-    train, test = _split(cfg, out)
+    train, test = segmentation_split(cfg.labeled, cfg.test, cfg.strict, out)  # type: ignore[arg-type]
     if channels != train.channels:
         log.warning("the images have %d channel(s), the encoder reads %d: converted", train.channels, channels)
-        train, test = _converted(train, channels), _converted(test, channels)
+        train, test = converted(train, channels), converted(test, channels)
     subset = labeled_images(cfg.labeled_images, cfg.seed, len(train))
     if normalization is None:
         normalization = estimate_normalization(train.images[int(subset[0])][None])
@@ -146,7 +146,7 @@ def run_train_segmentation(cfg: TrainConfig, out: Path, device, started: float, 
     return result
 
 
-def _converted(data: MaskedImages, channels: int) -> MaskedImages:
+def converted(data: MaskedImages, channels: int) -> MaskedImages:
     """The images with ``channels`` channels (gray <-> RGB), the masks as they are."""
     return MaskedImages(data.name, data.keys, [match_channels(x, channels) for x in data.images], data.masks, data.classes)
 
@@ -173,11 +173,11 @@ def compare_segmentation(cfg: FinetuneConfig, out: Path, device, progress: bool)
     if info.get("modality", "image") != "image":
         raise ConfigError(f"segmentation needs an image encoder; {cfg.checkpoint} is a {info['modality']} encoder")
     state = {k: v.clone() for k, v in encoder.state_dict().items()}
-    train, test = _split(cfg, out)  # type: ignore[arg-type]
+    train, test = segmentation_split(cfg.labeled, cfg.test, cfg.strict, out)  # type: ignore[arg-type]
     channels = encoder.spec.in_channels
     if channels != train.channels:
         log.warning("the images have %d channel(s), the encoder reads %d: converted", train.channels, channels)
-        train, test = _converted(train, channels), _converted(test, channels)
+        train, test = converted(train, channels), converted(test, channels)
     smallest = min(min(m.shape) for m in [*train.masks, *test.masks])
     crop = min(cfg.crop_size or DEFAULT_CROP, smallest)
     norm = Normalization(**info["normalization"])

@@ -21,9 +21,10 @@ def _pyplot():
     return plt
 
 
-def plot_label_efficiency(summary: list[Summary], path: Path, title: str = "") -> Path:
-    """Test accuracy against labels (log axis): one panel per evaluation, one line per method, scratch
-    in every panel; bands are ± one std over seeds."""
+def plot_label_efficiency(summary: list[Summary], path: Path, title: str = "", ylabel: str = "test accuracy (%)",
+                          xlabel: str = "labeled examples") -> Path:
+    """Test accuracy (or another score) against labels (log axis): one panel per evaluation, one line per
+    method, scratch in every panel; bands are ± one std over seeds."""
     plt = _pyplot()
     evaluations = [e for e in EVALUATION_TITLES if any(s.evaluation == e for s in summary)]
     scratch = [s for s in summary if s.evaluation == "scratch"]
@@ -48,11 +49,14 @@ def plot_label_efficiency(summary: list[Summary], path: Path, title: str = "") -
             ax.plot(n, mean, style, color=colour, label=label, markersize=4)
             ax.fill_between(n, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
         ax.set_xscale("log")
-        ax.set_xlabel("labeled examples")
+        budgets = sorted({s.n_labels for s in summary})
+        ax.set_xticks(budgets, [str(n) for n in budgets])  # the budgets run, not powers of ten
+        ax.minorticks_off()
+        ax.set_xlabel(xlabel)
         ax.set_title(EVALUATION_TITLES.get(evaluation, evaluation), fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][0].set_ylabel(ylabel)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -99,4 +103,38 @@ def plot_embedding_maps(maps: dict[str, tuple[np.ndarray, np.ndarray]], class_na
     return path
 
 
-__all__ = ["plot_label_efficiency", "plot_embedding_maps", "tsne_2d"]
+def plot_overlays(keys: list[str], images: list[np.ndarray], truths: list[np.ndarray],
+                  predicted: dict[str, list[np.ndarray]], ious: dict[str, list[float]], background: int,
+                  classes: list[str], path: Path) -> Path:
+    """One row per test image: the image, its true mask and each model's predicted mask, every class but
+    ``background`` painted over the image (C x H x W uint8 images; H x W class-index masks)."""
+    plt = _pyplot()
+    columns = 2 + len(predicted)
+    fig, axes = plt.subplots(len(keys), columns, figsize=(3.3 * columns, 3.7 * len(keys)), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for row, (key, image, truth) in enumerate(zip(keys, images, truths)):
+        gray = image.mean(0) if image.shape[0] != 3 else None
+        panels = [("image", None, None), ("true mask", truth, None)]
+        panels += [(name, masks[row], ious[name][row]) for name, masks in predicted.items()]
+        for ax, (name, mask, iou) in zip(axes[row], panels):
+            if gray is not None:
+                ax.imshow(gray, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            else:
+                ax.imshow(image.transpose(1, 2, 0), interpolation="nearest")
+            if mask is not None:
+                paint = np.zeros((*mask.shape, 4))
+                for c in range(len(classes)):
+                    if c != background:
+                        paint[mask == c] = (*cmap(c % 10)[:3], 0.5)
+                ax.imshow(paint, interpolation="nearest")
+            ax.set_title(f"{name}" + (f"\nmIoU {100 * iou:.1f}" if iou is not None else f"\n{key}"), fontsize=9)
+            ax.axis("off")
+    painted = ", ".join(f"{c}" for i, c in enumerate(classes) if i != background)
+    fig.suptitle(f"test images: painted class(es) {painted} (mask value)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.97), h_pad=1.5)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["plot_label_efficiency", "plot_embedding_maps", "plot_overlays", "tsne_2d"]

@@ -128,11 +128,11 @@ def label_multipliers(summary: list[Summary], scratch_of: dict[str, str] | None 
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path, extra: dict[str, Any],
-                 scratch_of: dict[str, str] | None = None) -> dict[str, Any]:
-    """results.csv (rows) and results.json (rows, summary, multipliers and ``extra``)."""
+                 scratch_of: dict[str, str] | None = None, fields: tuple[str, ...] = ROW_FIELDS) -> dict[str, Any]:
+    """results.csv (rows, ``fields`` of each) and results.json (rows, summary, multipliers and ``extra``)."""
     ordered = sorted(rows, key=lambda r: (r["method"], r["evaluation"], r["n_labels"], r["seed"]))
     with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
         writer.writerows(ordered)
     summary = summarize(ordered)

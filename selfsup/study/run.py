@@ -285,7 +285,7 @@ def run_study(cfg: StudyConfig, progress: bool = True) -> dict[str, Any]:
     """Run (or continue) the study in ``cfg.out``; returns what results.json holds, plus paths."""
     started = time.perf_counter()
     plan = _plan(cfg)
-    _check_baselines(cfg, plan)
+    check_baselines(cfg, plan.baselines, plan.names, plan.checkpoints)
     out = Path(cfg.out)
     _guard_out(out, cfg)
     save_yaml(to_dict(cfg), out / "config.yaml")
@@ -435,7 +435,7 @@ def _evaluate(study: Study, plan: Plan) -> list[dict[str, Any]]:
     if num_classes < 2:
         raise SelfSupError("the labeled set needs at least two classes")
     units = _units(study, plan)
-    todo = [u for u in units if (*_row_name(study, u[0], u[1]), budget_name(u[2]), u[3]) not in results]
+    todo = [u for u in units if (*row_name(study.encoders, u[0], u[1]), budget_name(u[2]), u[3]) not in results]
     bar = tqdm(total=len(units), initial=len(units) - len(todo), desc="study", file=sys.stderr,
                disable=not study.progress)
     pool: Prepared | None = None  # the unlabeled images of the semi-supervised rows, decoded when first needed
@@ -454,7 +454,7 @@ def _evaluate(study: Study, plan: Plan) -> list[dict[str, Any]]:
         else:
             acc, chosen = _finetuned(enc, evaluation, subset, seed, cfg, study.train_of[enc.name], num_classes,
                                      study.device)
-        method, row_evaluation = _row_name(study, enc, evaluation)
+        method, row_evaluation = row_name(study.encoders, enc, evaluation)
         results.add({"method": method, "evaluation": row_evaluation,
                      "budget": budget_name(per_class), "labels_per_class": per_class if per_class is not None else "all",
                      "n_labels": int(len(subset)), "seed": seed, "accuracy": acc,
@@ -493,7 +493,7 @@ def _report(study: Study, plan: Plan, rows: list[dict[str, Any]], diagnostics: d
              "test_set": f"{study.test_c.name} ({len(study.test_c)} {unit})",
              "labeled_set": f"{study.train_c.name} ({len(study.train_c)} {unit})"}
     scratch_of = {e.name: e.scratch for e in [*study.encoders, *study.semisup]}
-    scratch_of.update({_row_name(study, e, f"baseline:{b}")[0]: e.scratch for e in study.encoders for b in plan.baselines})
+    scratch_of.update({row_name(study.encoders, e, f"baseline:{b}")[0]: e.scratch for e in study.encoders for b in plan.baselines})
     payload = write_tables(rows, out, extra, scratch_of)
     report = write_report(out, payload, summary, to_dict(cfg),
                           title=f"selfsup study: {', '.join(plan.names + [e.name for e in study.semisup])}")
@@ -526,7 +526,7 @@ def _finetuned(enc: Encoder, evaluation: str, subset: np.ndarray, seed: int, cfg
     return finetuned_accuracy(make, ds, subset, seed)
 
 
-def _row_name(study: Study, enc: Any, evaluation: str) -> tuple[str, str]:
+def row_name(encoders: list[Encoder], enc: Any, evaluation: str) -> tuple[str, str]:
     """The (method, evaluation) a unit's row is filed under: scratch and the baselines once per architecture
     (named after it when the study mixes architectures), a baseline as the fine-tuning of its weights."""
     if evaluation == "scratch":
@@ -535,7 +535,7 @@ def _row_name(study: Study, enc: Any, evaluation: str) -> tuple[str, str]:
         return enc.name, evaluation
     source = evaluation.partition(":")[2]
     name = "imagenet" if source == "imagenet" else f"weights {Path(source).stem}"
-    if len({e.architecture for e in study.encoders}) > 1:
+    if len({e.architecture for e in encoders}) > 1:
         name += f" ({enc.info['backbone']['name']})"
     return name, "finetune"
 
@@ -555,11 +555,11 @@ def _baseline_weights(enc: Encoder, source: str) -> dict[str, torch.Tensor]:
     return _BASELINE_STATES[key]
 
 
-def _check_baselines(cfg: StudyConfig, plan: Plan) -> None:
+def check_baselines(cfg: StudyConfig, baselines: list[str], names: list[str], checkpoints: dict[str, str]) -> None:
     """ImageNet weights of every pretrained method's backbone, fetched (or found cached) before any
     pretraining, so an offline study stops at once rather than after hours."""
-    if "imagenet" in plan.baselines:
-        for name in {cfg.backbone or METHODS.get(n).recipe.backbone for n in plan.names if n not in plan.checkpoints}:
+    if "imagenet" in baselines:
+        for name in {cfg.backbone or METHODS.get(n).recipe.backbone for n in names if n not in checkpoints}:
             published_weights(name)
 
 
