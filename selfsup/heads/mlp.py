@@ -50,3 +50,18 @@ def classifier_head(in_dim: int, classes: int, hidden_dim: int | None = None) ->
     if not hidden_dim:
         return MLPHead([Block(in_dim, classes, batch_norm=False, relu=False)])
     return MLPHead([Block(in_dim, hidden_dim), Block(hidden_dim, classes, batch_norm=False, relu=False)])
+
+
+class DenseProjection(nn.Module):
+    """The MLP applied at every location of a feature map: 1x1 conv - ReLU - 1x1 conv (DenseCL's dense
+    projection head, Wang et al. 2021, section 3.2). B x C x h x w in, B x out_dim x h x w out."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(in_dim, hidden_dim, 1), nn.ReLU(inplace=True),
+                                    nn.Conv2d(hidden_dim, out_dim, 1))
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+

@@ -154,6 +154,43 @@ def test_moco_shuffled_keys_are_unshuffled(batch):
     torch.testing.assert_close(key, encode(x), atol=1e-5, rtol=1e-5)
 
 
+def test_densecl_loss_is_eq_4_computed_location_by_location(batch, monkeypatch):
+    """L = (1 - λ) L_q + λ L_r, with L_r's positive for each query location the key location whose
+    backbone feature is most alike, and negatives the dense queue; recomputed here with loops."""
+    import torch.nn.functional as F
+
+    method = make("densecl", queue_size=10, bn_splits=2, dense_weight=0.3).eval()  # eval BN: splits cannot matter
+    views = torch.randn(2, 4, 3, 32, 32).unbind()
+    monkeypatch.setattr(method, "views", lambda images, generator, n: views)
+    queue, dense_queue = method.queue.clone(), method.dense_queue.clone()
+    out = method(batch[:4], torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        maps = [method.backbone.feature_map(views[0]), method.target_backbone.feature_map(views[1])]
+        dense = [method.dense_projection(maps[0]), method.target_dense_projection(maps[1])]
+        query, key = method.projection(maps[0].mean((2, 3))), method.target_projection(maps[1].mean((2, 3)))
+
+    def info_nce(q, k, negatives, tau=0.2):
+        q, k, negatives = F.normalize(q, dim=0), F.normalize(k, dim=0), F.normalize(negatives, dim=1)
+        logits = torch.cat([(q @ k).view(1), negatives @ q]) / tau
+        return -torch.log_softmax(logits, 0)[0]
+
+    global_loss = torch.stack([info_nce(query[b], key[b], queue) for b in range(4)]).mean()
+    terms = []
+    for b in range(4):
+        f_q, f_k = maps[0][b].flatten(1), maps[1][b].flatten(1)  # C x S
+        for i in range(f_q.shape[1]):
+            j = max(range(f_k.shape[1]), key=lambda j: float(F.cosine_similarity(f_q[:, i], f_k[:, j], dim=0)))
+            terms.append(info_nce(dense[0][b].flatten(1)[:, i], dense[1][b].flatten(1)[:, j], dense_queue))
+    dense_loss = torch.stack(terms).mean()
+    assert maps[0].shape[-1] > 1  # a real map, several locations to match
+    torch.testing.assert_close(out["global_loss"], global_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["dense_loss"], dense_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out["loss"], 0.7 * global_loss + 0.3 * dense_loss, atol=1e-5, rtol=1e-5)
+    # the dense queue takes each key image's mean dense vector, normalized
+    torch.testing.assert_close(method.dense_queue[:4], F.normalize(dense[1].flatten(2).mean(2), dim=1),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_nnclr_positive_is_the_nearest_support_entry():
     method = make("nnclr")
     support = torch.nn.functional.normalize(torch.randn(len(method.support), method.support.shape[1]), dim=1)
