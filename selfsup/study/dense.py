@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from ..evaluate.segment import SEGMENTATION_LR_GRID, DenseDownstream, trained_sc
 from ..evaluate.train_dense import (DEFAULT_CROP, INFERENCE_WINDOW, converted, labeled_images, segmentation_budgets,
                                     segmentation_split)
 from ..methods import METHODS
+from ..utils.checkpoint import atomic_write_text
 from ..utils.errors import ConfigError
 from ..utils.runtime import resolve_device
 from ..utils.segmetrics import confusion, scores
@@ -67,17 +68,7 @@ def run_segmentation_study(cfg: StudyConfig, progress: bool = True) -> dict[str,
     timings_path = out / "timings.json"
     timings: dict[str, float] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     device = resolve_device(cfg.device)
-    encoders = []
-    for name in names:
-        path = checkpoints.get(name) or _pretrained(name, cfg, out, progress, timings)
-        backbone, info = load_backbone(path)
-        if info.get("modality", "image") != "image":
-            raise ConfigError(f"segmentation needs image encoders; {name} ({path}) is a {info['modality']} encoder")
-        encoders.append(Encoder(name, path, backbone, info))
-        atomic_timings(out, timings)
-    if len({e.architecture for e in encoders}) > 1:
-        for enc in encoders:
-            enc.scratch = f"scratch ({enc.info['backbone']['name']})"
+    encoders = _encoders(cfg, names, checkpoints, out, progress, timings)
     labeled = cfg.labeled or cfg.data
     train, test = segmentation_split(labeled, cfg.test, cfg.strict, out)  # type: ignore[arg-type]
     smallest = min(min(m.shape) for m in [*train.masks, *test.masks])
@@ -100,25 +91,13 @@ def run_segmentation_study(cfg: StudyConfig, progress: bool = True) -> dict[str,
         save_subset(out, f"images{budget_name(budget)}-seed{seed}", [train.keys[int(i)] for i in subset])
         method, row_evaluation = row_name(encoders, enc, evaluation)
         t0 = time.perf_counter()
-        make, normalization = _initial(enc, evaluation)
-        ds = DenseDownstream(train=pairs[0], test=pairs[1],
-                             preprocess=DensePreprocessing(channels, list(normalization.mean), list(normalization.std), window),
-                             crop=crop, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
-                             weight_decay=cfg.finetune_weight_decay,
-                             lr_grid=[float(x) for x in cfg.lr_grid] or list(SEGMENTATION_LR_GRID),
-                             val_fraction=cfg.val_fraction, work=out / "trainings")
-        key = f"images{budget_name(budget)}-seed{seed}/{_slug(method)}"
-        validation = validation_scores(make, ds, subset, seed, key)
-        lr = best_lr(validation, ds.lr_grid)
-        keep = shown if budget == min(b or len(train) for b in budgets) and seed == 0 else ()
-        result = trained_scores(make, ds, subset, lr, seed, pairs[1], np.arange(len(pairs[1])), f"{key}/final", keep)
+        smallest_budget = budget == min(b or len(train) for b in budgets) and seed == 0
+        key = f"images{budget_name(budget)}-seed{seed}/{_slug(method)}"  # its folder under OUT/trainings
+        row = _trained_row(cfg, out, key, enc, evaluation, pairs, subset, seed, (crop, window), device,
+                           shown if smallest_budget else ())
         results.add({"method": method, "evaluation": row_evaluation, "budget": budget_name(budget),
-                     "n_labels": int(len(subset)), "seed": seed, "accuracy": result["mean_iou"],
-                     **{k: result[k] for k in ("mean_iou", "iou", "mean_dice", "dice", "pixel_accuracy")},
-                     "lr": lr, "validation_mean_iou": validation, "seconds": round(time.perf_counter() - t0, 3),
-                     "backbone": enc.info["backbone"]["name"],
-                     "predicted": {test.keys[int(i)]: f"trainings/{key}/final/{p}"  # under OUT
-                                   for i, p in result.get("predicted", {}).items()}})
+                     "n_labels": int(len(subset)), "seed": seed, **row, "seconds": round(time.perf_counter() - t0, 3),
+                     "backbone": enc.info["backbone"]["name"]})
         timings[f"{row_evaluation} (all runs)"] = timings.get(f"{row_evaluation} (all runs)", 0.0) + time.perf_counter() - t0
         atomic_timings(out, timings)
         bar.update(1)
@@ -129,9 +108,47 @@ def run_segmentation_study(cfg: StudyConfig, progress: bool = True) -> dict[str,
 
 
 def atomic_timings(out: Path, timings: dict[str, float]) -> None:
-    from ..utils.checkpoint import atomic_write_text
-
     atomic_write_text(out / "timings.json", json.dumps(timings, indent=1))
+
+
+def _encoders(cfg: StudyConfig, names: list[str], checkpoints: dict[str, str], out: Path, progress: bool,
+              timings: dict[str, float]) -> list[Encoder]:
+    """Each method's encoder, pretrained into OUT/pretrain/NAME (resumed, reused) or given."""
+    encoders = []
+    for name in names:
+        path = checkpoints.get(name) or _pretrained(name, cfg, out, progress, timings)
+        backbone, info = load_backbone(path)
+        if info.get("modality", "image") != "image":
+            raise ConfigError(f"segmentation needs image encoders; {name} ({path}) is a {info['modality']} encoder")
+        encoders.append(Encoder(name, path, backbone, info))
+        atomic_timings(out, timings)
+    if len({e.architecture for e in encoders}) > 1:
+        for enc in encoders:
+            enc.scratch = f"scratch ({enc.info['backbone']['name']})"
+    return encoders
+
+
+def _trained_row(cfg: StudyConfig, out: Path, key: str, enc: Encoder, evaluation: str,
+                 pairs: tuple[MaskedImages, MaskedImages], subset: np.ndarray, seed: int, sides: tuple[int, int],
+                 device: torch.device, keep: Sequence[int]) -> dict[str, Any]:
+    """The learning rate picked on held-out labeled images, then the test scores of a U-Net on ``enc``'s
+    ``evaluation`` weights trained on ``subset`` (kept under OUT/trainings/KEY, read back on a re-run)."""
+    train, test = pairs
+    crop, window = sides
+    make, normalization = _initial(enc, evaluation)
+    channels = enc.spec.in_channels
+    ds = DenseDownstream(train=train, test=test,
+                         preprocess=DensePreprocessing(channels, list(normalization.mean), list(normalization.std), window),
+                         crop=crop, device=device, steps=cfg.finetune_steps, batch_size=cfg.finetune_batch_size,
+                         weight_decay=cfg.finetune_weight_decay,
+                         lr_grid=[float(x) for x in cfg.lr_grid] or list(SEGMENTATION_LR_GRID),
+                         val_fraction=cfg.val_fraction, work=out / "trainings")
+    validation = validation_scores(make, ds, subset, seed, key)
+    lr = best_lr(validation, ds.lr_grid)
+    result = trained_scores(make, ds, subset, lr, seed, test, np.arange(len(test)), f"{key}/final", keep)
+    return {"accuracy": result["mean_iou"], **{k: result[k] for k in ("mean_iou", "iou", "mean_dice", "dice", "pixel_accuracy")},
+            "lr": lr, "validation_mean_iou": validation,
+            "predicted": {test.keys[int(i)]: f"trainings/{key}/final/{p}" for i, p in result.get("predicted", {}).items()}}
 
 
 def _plan(cfg: StudyConfig) -> tuple[list[str], dict[str, str], list[str], list[int | None]]:
