@@ -6,9 +6,10 @@ test slice), then trains a U-Net decoder over the pretrained encoder and over th
 weights on the same 1, 2 and 5 labeled slices per seed (3 seeds), one recipe, and scores membrane IoU
 (mask value 0) and mean IoU on the 10 test slices, whole, through sliding windows. Then ``selfsup train``
 repeats the study's 2-image seed-0 training as a model folder and ``selfsup predict`` writes the test
-masks: their IoU must equal the study's row. Prints the tables and the times.
+masks: their IoU must equal the study's row. ``--then densecl`` adds DenseCL's rows to the same study
+(scratch and the first method's rows are read back). Prints the tables and the times.
 
-    python benchmarks/isbi_segmentation.py ../shared/datasets/isbi2012-em.zip --out bench-out/isbi
+    python benchmarks/isbi_segmentation.py ../shared/datasets/isbi2012-em.zip --then densecl --out bench-out/isbi
 """
 from __future__ import annotations
 
@@ -28,13 +29,29 @@ def selfsup(*args: str) -> dict:
     return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall": time.perf_counter() - started}
 
 
+def table(study: dict, methods: list[str]) -> None:
+    """Membrane IoU (mask value 0) and mean IoU per budget, scratch and each method, mean ± std over seeds."""
+    per_class = {(p["method"], p["budget"]): p for p in study["per_class_iou"]}
+    mean = {(s["method"], s["budget"]): s for s in study["summary"]}
+    budgets = sorted({s["budget"] for s in study["summary"]}, key=lambda b: (b == "all", int(b) if b.isdigit() else 0))
+    print("| labeled images | " + " | ".join(f"{m} membrane IoU | {m} mean IoU" for m in ["scratch", *methods]) + " |")
+    print("|---|" + "---|---|" * (1 + len(methods)))
+    for budget in budgets:
+        cells = []
+        for m in ["scratch", *methods]:
+            cells += [f"{100 * per_class[(m, budget)]['iou'][0]:.1f} ± {100 * per_class[(m, budget)]['iou_std'][0]:.1f}",
+                      f"{100 * mean[(m, budget)]['mean']:.1f} ± {100 * mean[(m, budget)]['std']:.1f}"]
+        print(f"| {budget} | " + " | ".join(cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("zip")
     parser.add_argument("--method", default="simclr")
+    parser.add_argument("--then", default="", help="methods added to the same study afterwards, e.g. densecl")
     parser.add_argument("--backbone", default="small-convnet")
     parser.add_argument("--pretrain-crop", type=int, default=64, help="pretraining crop side (native pixels)")
-    parser.add_argument("--pretrain-steps", type=int, default=600)
+    parser.add_argument("--pretrain-steps", type=int, default=300)
     parser.add_argument("--pretrain-batch", type=int, default=128)
     parser.add_argument("--crop", type=int, default=128, help="fine-tuning crop side")
     parser.add_argument("--steps", type=int, default=100)
@@ -47,24 +64,15 @@ def main() -> None:
     started = time.perf_counter()
     out = Path(args.out)
     recipe = ["--crop-size", str(args.crop), "--lr-grid", args.lr_grid]
-    study = selfsup("study", "--task", "segmentation", "--methods", args.method, "--data", args.zip,
-                    "--backbone", args.backbone, "--image-size", str(args.pretrain_crop), "--steps",
-                    str(args.pretrain_steps), "--batch-size", str(args.pretrain_batch), "--labeled-images", args.images,
-                    "--seeds", str(args.seeds), "--finetune-steps", str(args.steps), "--finetune-batch-size",
-                    str(args.batch), *recipe, "--out", str(out / "study"))
+    flags = ["study", "--task", "segmentation", "--data", args.zip, "--backbone", args.backbone, "--image-size",
+             str(args.pretrain_crop), "--steps", str(args.pretrain_steps), "--batch-size", str(args.pretrain_batch),
+             "--labeled-images", args.images, "--seeds", str(args.seeds), "--finetune-steps", str(args.steps),
+             "--finetune-batch-size", str(args.batch), *recipe, "--out", str(out / "study")]
+    study = selfsup(*flags, "--methods", args.method)
     pretrain = json.loads((out / "study" / "pretrain" / args.method / "result.json").read_text())
     print(f"pretrained {args.method} ({args.backbone}) for {pretrain['steps']} steps on {pretrain['n_images']} crops "
           f"({pretrain.get('crops_per_image')} per image); final loss {pretrain['final_loss']:.3f}")
-    per_class = {(p["method"], p["budget"]): p for p in study["per_class_iou"]}
-    mean = {(s["method"], s["budget"]): s for s in study["summary"]}
-    print("| labeled images | scratch membrane IoU | pretrained membrane IoU | scratch mean IoU | pretrained mean IoU |")
-    print("|---|---|---|---|---|")
-    for budget in args.images.split(","):
-        cells = [f"{100 * per_class[(m, budget)]['iou'][0]:.1f} ± {100 * per_class[(m, budget)]['iou_std'][0]:.1f}"
-                 for m in ("scratch", args.method)]
-        cells += [f"{100 * mean[(m, budget)]['mean']:.1f} ± {100 * mean[(m, budget)]['std']:.1f}"
-                  for m in ("scratch", args.method)]
-        print(f"| {budget} | " + " | ".join(cells) + " |")
+    table(study, [args.method])
     t = study["timings"]
     print(f"study {study['wall']:.0f} s (pretraining {t.get(f'pretrain {args.method}', 0):.0f} s, scratch "
           f"{t.get('scratch (all runs)', 0):.0f} s, pretrained {t.get('finetune (all runs)', 0):.0f} s)")
@@ -76,6 +84,15 @@ def main() -> None:
     print(f"2 images, seed 0: study mean IoU {100 * row['mean_iou']:.3f}, train's test {100 * trained['test']['mean_iou']:.3f}, "
           f"predict's masks {100 * predicted['scores']['mean_iou']:.3f} ({predicted['n']} masks, "
           f"train {trained['wall']:.0f} s, predict {predicted['wall']:.0f} s)")
+    if args.then:
+        # DenseCL's dense loss compares every location with every queued key: a 65,536 queue over a pool of
+        # 11,250 crops holds each crop about six times, at 16x the cost of the 4,096 used here.
+        config = out / "then.yaml"
+        config.write_text("per_method:\n  densecl:\n    method_args: {queue_size: 4096}\n"
+                          "  moco_v2:\n    method_args: {queue_size: 4096}\n")
+        more = selfsup(*flags, "--methods", ",".join([args.method, *args.then.split(",")]), "--config", str(config))
+        table(more, [args.method, *args.then.split(",")])
+        print(f"adding {args.then}: {more['wall']:.0f} s")
     print(f"whole benchmark {time.perf_counter() - started:.0f} s")
 
 

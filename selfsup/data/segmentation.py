@@ -141,6 +141,9 @@ def open_segmentation(spec: str, channels: int | None = None, strict: bool = Fal
                                       [pairs[k] for k in kept], [table[masks[k].long()] for k in kept], classes)
     if not out:
         raise SelfSupError(f"{spec}: no readable image/mask pair")
+    log.info("%s: %s image/mask pairs; %d classes read from the masks (mask values %s)", Path(spec).name,
+             ", ".join(f"{len(v)} {k}" for k, v in out.items()), len(classes),
+             "0 and 255" if classes == ["0", "255"] else f"0..{len(classes) - 1}")
     return out
 
 

@@ -2,7 +2,6 @@
 per-class IoU, the overlays, a resumed re-run, and the report in a headless browser."""
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -76,21 +75,12 @@ def test_segmentation_study_rows_report_and_resume(dense_study, capsys):
 
 
 def test_segmentation_report_renders_in_a_headless_browser(dense_study, capsys, tmp_path):
-    from tests.study.test_study import PROBE, _chromium
+    from tests.study.test_study import rendered
 
     root, args = dense_study
     if not (root / "study" / "report.html").exists():
         assert _run(args, capsys)[0] == 0
-    browser = _chromium()
-    assert browser, "chromium is needed for this test: apt-get install chromium (.ci/run does it)"
-    page = tmp_path / "report.html"
-    page.write_text((root / "study" / "report.html").read_text().replace("</body>", PROBE + "</body>"))
-    done = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
-                          capture_output=True, text=True, timeout=120)
-    start = done.stdout.find('<pre id="probe">')
-    assert start >= 0, done.stderr[-2000:]
-    probe = json.loads(__import__("html").unescape(done.stdout[start + len('<pre id="probe">'):].split("</pre>")[0]))
+    probe = rendered(root / "study" / "report.html", tmp_path)
     (curve, overlays) = probe["imgs"]
     assert curve[0] > 300 and overlays[0] > 1000 and overlays[1] > 600 and overlays[2] > 100  # the overlay grid, shown
     assert probe["rows"] == ["scratch", "mine", "weights other"]

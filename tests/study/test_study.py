@@ -201,19 +201,24 @@ window.addEventListener('load', () => {
 </script>"""
 
 
-def test_report_renders_in_a_headless_browser(study, tmp_path):
-    """Chromium (Debian's package; .ci/run installs it) loads the page offline: the table has its
-    rows and both figures decode to real images."""
+def rendered(report: Path, tmp_path: Path) -> dict:
+    """What Chromium (Debian's package; .ci/run installs it) sees of ``report`` loaded offline: each image's
+    natural width and height and shown height, the accuracy table's first column and its height."""
     browser = _chromium()
     assert browser, "chromium is needed for this test: apt-get install chromium (.ci/run does it)"
     page = tmp_path / "report.html"
-    page.write_text((study / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    page.write_text(report.read_text().replace("</body>", PROBE + "</body>"))
     result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                              "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
                             capture_output=True, text=True, timeout=120)
     start = result.stdout.find('<pre id="probe">')
     assert start >= 0, result.stderr[-2000:]
-    probe = json.loads(__import__("html").unescape(result.stdout[start + len('<pre id="probe">'):].split("</pre>")[0]))
+    return json.loads(__import__("html").unescape(result.stdout[start + len('<pre id="probe">'):].split("</pre>")[0]))
+
+
+def test_report_renders_in_a_headless_browser(study, tmp_path):
+    """The page loads offline: the table has its rows and both figures decode to real images."""
+    probe = rendered(study / "report.html", tmp_path)
     assert len(probe["imgs"]) == 2 and all(w > 300 and h > 200 and shown > 100 for w, h, shown in probe["imgs"])
     assert probe["tableHeight"] > 50 and probe["rows"].count("scratch") == 1
     assert {"simclr", "rotation"} <= set(probe["rows"])
