@@ -62,19 +62,12 @@ from selfsup.evaluate.pretext import pretext_score
 from selfsup.methods import METHODS
 from selfsup.views import Normalization, estimate_normalization
 
-# CPU-sized overrides, the same for every run of a method (recorded in the row): DINO's and
-# SwAV's prototype freezes are "the first epoch" in the papers, here CIFAR's 195 steps.
 # The classic pretext tasks (issue 5): their own task is scored on test/ too.
 PRETEXT = ("rotation", "relative_patch", "jigsaw", "colorization", "inpainting", "autoencoder", "denoising_autoencoder",
            "mae", "corruption")
-# Barlow Twins' and VICReg's 8192-wide projectors (ImageNet, ResNet-50) are 2048 wide here, the width
-# solo-learn uses for both on CIFAR with ResNet-18 (its cifar configs): at 8192 the projector costs
-# about 8x the backbone's FLOPs per image and the row would take ~1.5 h on this CPU. DINO's 65,536
-# prototypes (ImageNet) are 4,096 here, solo-learn's CIFAR width: the last layer alone would cost
-# about as much as the backbone on 32-px crops.
-OVERRIDES = {"swav": ["freeze_prototypes_steps=195", "queue_start_step=195"],
-             "dino": ["freeze_last_layer_steps=195", "out_dim=4096"],
-             "barlow_twins": ["projection_dim=2048"], "vicreg": ["projection_dim=2048"]}
+# Every row runs its method's default command: the recipe resolves what depends on the run (SwAV's and
+# DINO's first-epoch freezes, SwAV's queue, the CIFAR-sized projector and prototype widths; see
+# ``Method.for_budget``). A variant row (``method:arg=value``) adds its own arguments.
 
 # The bar of a method whose recipe trains another encoder than ResNet-18: random weights of that encoder.
 RANDOM_BARS = {"random-vit": "vit-tiny", "random-dcgan": "dcgan"}
@@ -119,7 +112,7 @@ def setting_flags(settings: tuple[str, ...]) -> list[str]:
 
 def pretrain(method: str, zip_path: str, steps: int, out: Path, devices: int = 1,
              variant: tuple[str, ...] = (), settings: tuple[str, ...] = (), stem: str = "imagenet") -> tuple[dict, float]:
-    extra = [a for kv in (*OVERRIDES.get(method, []), *variant) for a in ("--method-arg", kv)] + ["--devices", str(devices)]
+    extra = [a for kv in variant for a in ("--method-arg", kv)] + ["--devices", str(devices)]
     extra += setting_flags(settings)
     cmd = [sys.executable, "-m", "selfsup", "pretrain", "--method", method, "--data", zip_path, "--backbone",
            METHODS.get(method).recipe.backbone, "--stem", stem, "--batch-size", "256", "--steps", str(steps), "--out", str(out),
@@ -152,7 +145,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1,
                         help="data-parallel processes per pretraining (rows are then 'NAME@STEPSxN', same global batch)")
     parser.add_argument("--method-arg", action="append", default=[], metavar="KEY=VALUE",
-                        help="a variant of every method named (after its OVERRIDES): rows 'NAME@STEPS+KEY=VALUE'")
+                        help="a variant of every method named (beside its resolved recipe): rows 'NAME@STEPS+KEY=VALUE'")
     parser.add_argument("--layer", metavar="MODULE",
                         help="score every row (random ones too) at this inner module's pooled output, e.g. layer3: "
                              "rows 'NAME@STEPS/MODULE', compared with 'random/MODULE'; pretraining is reused")
@@ -214,7 +207,7 @@ def main() -> None:
                          "train_seconds": result["train_seconds"],
                          "embedding_std_x_sqrt_d": result.get("embedding_std_x_sqrt_d"),
                          "effective_rank": result.get("effective_rank"),
-                         "collapse_warning": result.get("collapse_warning"), "overrides": [*OVERRIDES.get(method, []), *variant],
+                         "collapse_warning": result.get("collapse_warning"), "overrides": list(variant),
                          "settings": list(settings),
                          **pretext, "score_seconds": round(time.perf_counter() - t_scored, 1)}
         rows[key]["row_seconds"] = round(time.perf_counter() - t0, 1)  # pretraining (if any) and scoring
@@ -236,8 +229,7 @@ def main() -> None:
         task = (f"accuracy {100 * r['pretext_accuracy']:.1f}%" if "pretext_accuracy" in r
                 else f"loss {r['pretext_loss']:.4f}" if "pretext_loss" in r else "")
         name = r["method"] + at + (f" ({r['processes']} processes)" if r.get("processes", 1) > 1 else "")
-        name += "".join(f" +{kv}" for kv in [*r.get("overrides", []), *r.get("settings", [])]
-                        if kv not in OVERRIDES.get(r["method"], []))
+        name += "".join(f" +{kv}" for kv in [*r.get("overrides", []), *r.get("settings", [])])
         print(f"| {name} | {r['steps']} | {100 * r['knn']:.2f}% | {100 * r['linear']:.2f}% | {gain} | "
               f"{r['images_per_second']:.1f} | {r['peak_gb']:.2f} | {r['embedding_std_x_sqrt_d']} | {r['effective_rank']} "
               f"| {task} |")

@@ -444,8 +444,13 @@ def _recipe(cls) -> dict:
 
     from .methods.base import method_arguments, method_defaults
 
+    from .methods.base import RunBudget
+
+    cifar = RunBudget(steps=1350, batch_size=256, n_images=50_000)  # the budget the minimums were measured at
     return {**asdict(cls.recipe), "args": method_defaults(cls),
-            "arguments": [a.describe() for a in method_arguments(cls).values()]}
+            "arguments": [a.describe() for a in method_arguments(cls).values()],
+            "minimum_images": cls.minimum_images, "budget_note": cls.budget_note or None,
+            "cifar10_1350_steps": {f"{r.kind}:{r.name}": r.value for r in cls.for_budget(cifar)}}
 
 
 def _print_dense_rows(result: dict) -> None:
@@ -482,6 +487,10 @@ def _human(command: str, result: dict) -> None:
             args = ", ".join(f"{k}={v}" for k, v in d["args"].items())
             print(f"{m['name']:<22} {m['paper']}\n{'':<22} {d['backbone']}, {d['optimizer']} lr {d['base_lr']} x "
                   f"batch/256, weight decay {d['weight_decay']}, views {d['views']}; {args}")
+            short = ", ".join(f"{k.split(':')[1]}={v}" for k, v in d["cifar10_1350_steps"].items())
+            minimum = (f"beats random weights from {d['minimum_images']:,} images seen" if d["minimum_images"]
+                       else d["budget_note"] or "minimum budget not measured")
+            print(f"{'':<22} {minimum}" + (f"; at 1,350 steps of 256 on CIFAR-10: {short}" if short else ""))
     else:
         for key, value in result.items():
             print(f"{key}: {value}")

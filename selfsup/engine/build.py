@@ -3,6 +3,7 @@ settings, each the config's when given, else the method's recipe's."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from ..backbones import build_backbone
@@ -11,7 +12,7 @@ from ..backbones.text import build_text_backbone
 from ..config import PretrainConfig
 from ..data.text import TokenSpec
 from ..methods import METHODS, Method, Recipe
-from ..methods.base import method_args
+from ..methods.base import RunBudget, method_args
 from ..utils.errors import ConfigError
 from ..views import VIEW_CLASSES, Normalization
 
@@ -27,6 +28,40 @@ def training_settings(cfg: PretrainConfig, recipe: Recipe) -> dict[str, Any]:
     the config's (flag or file) where given, else the method's recipe's."""
     return {name: getattr(cfg, name) if getattr(cfg, name) is not None else getattr(recipe, field)
             for name, field in RECIPE_SETTINGS.items()}
+
+
+def resolve_recipe(cfg: PretrainConfig, budget: RunBudget) -> tuple[PretrainConfig, list[str]]:
+    """``cfg`` with the values the method's recipe sets for this run (``Method.for_budget``) filled in
+    where the config leaves them unset, and one line for each value filled in or given otherwise."""
+    method_cls = METHODS.get(cfg.method)
+    method_args, view_args, training = dict(cfg.method_args or {}), dict(cfg.view_args or {}), {}
+    filled: dict[str, list[str]] = {}  # why -> the values it set
+    lines = []
+    for value in method_cls.for_budget(budget):
+        where = {"method": method_args, "view": view_args}.get(value.kind)
+        given = where.get(value.name) if where is not None else getattr(cfg, value.name)
+        label = {"method": "", "view": "view_arg "}.get(value.kind, "--")
+        if given is None:
+            if where is None:
+                training[value.name] = value.value
+            else:
+                where[value.name] = value.value
+            filled.setdefault(value.why, []).append(f"{label}{value.name}={value.value}")
+        elif given != value.value:
+            lines.append(f"{label}{value.name}={given} as given (the recipe's {value.value} for this run: {value.why})")
+    lines = [f"{', '.join(names)}: {why}" for why, names in filled.items()] + lines
+    resolved = replace(cfg, method_args=method_args or cfg.method_args, view_args=view_args or cfg.view_args, **training)
+    return resolved, lines
+
+
+def budget_warning(method: str, budget: RunBudget) -> str | None:
+    """One line when the run is shorter than the method was measured to need (``Method.minimum_images``)."""
+    cls = METHODS.get(method)
+    seen = budget.steps * budget.batch_size
+    if cls.minimum_images is not None and seen < cls.minimum_images:
+        return (f"{method} was measured to beat random weights only from {cls.minimum_images:,} images seen "
+                f"(CIFAR-10, ResNet-18, batch 256); this run sees {seen:,}")
+    return f"{method}: {cls.budget_note}" if cls.minimum_images is None and cls.budget_note else None
 
 
 def _method_args(cls: type[Method], cfg: PretrainConfig, n_images: int) -> dict:

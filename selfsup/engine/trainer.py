@@ -29,6 +29,7 @@ from ..data.text import TOKENIZER_FILE, TextPool, TokenSpec
 from ..data.video import ClipSpec
 from ..data.volume import VolumeSpec
 from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method
+from ..methods.base import RunBudget
 from ..utils import checkpoint as ckpt
 from ..utils.distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
                                  shutdown, wrap_data_parallel)
@@ -38,7 +39,7 @@ from ..utils.monitor import CollapseWatch
 from ..utils.runtime import prepare_out, seed_everything, step_generator
 from ..views import Normalization, estimate_normalization
 from .batches import batches, first_images, resident_images
-from .build import build_method, build_text_method, training_settings
+from .build import budget_warning, build_method, build_text_method, resolve_recipe, training_settings
 from .logger import COLUMNS, MetricsLogger
 from .loop import Loop, StepResult, Turn, budget_steps, seconds_per_step, steps_in_time
 from .optim import TurnOptimizers, build_method_optimizer
@@ -153,6 +154,40 @@ class PretrainRun:
         # Published weights expect the input they were trained on: ImageNet's statistics.
         normalization = (imagenet_normalization(spec.channels) if cfg.init and method_cls.modality == "image"
                          else _pool_normalization(data, method_cls.modality))
+        total = budget_steps(cfg.steps, cfg.epochs, cfg.time_limit, max(1, len(data) // batch), default_epochs=100.0)
+        # A time limit's step count needs a built method to time: it is built for the shortest run first
+        # and rebuilt if the recipe differs at the step count the timing gives.
+        recipe_cfg, lines = resolve_recipe(cfg, RunBudget(total or 1, batch, len(data)))
+        run = cls.assemble(recipe_cfg, out, part, device, started, progress, data, spec, test, normalization, batch)
+        if total is None:
+            per_step = run.seconds_per_step()
+            total = steps_in_time(cfg.time_limit, started, per_step)  # type: ignore[arg-type]
+            log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
+            timed_cfg, lines = resolve_recipe(cfg, RunBudget(total, batch, len(data)))
+            if timed_cfg != recipe_cfg:
+                run = cls.assemble(timed_cfg, out, part, device, started, progress, data, spec, test, normalization,
+                                   batch)
+        if part.is_main and not cfg.resume:
+            if lines:
+                log.info("%s's recipe for %d steps (%.1f epochs of %d items, batch %d):", cfg.method, total,
+                         total * batch / len(data), len(data), batch)
+            for line in lines:
+                log.info("  %s", line)
+            warning = budget_warning(cfg.method, RunBudget(total, batch, len(data)))
+            if warning:
+                log.warning("%s", warning)
+        run.cfg = replace(run.cfg, steps=total, epochs=None, time_limit=None)
+        run.resuming, run.show_batch = cfg.resume, cfg.show_batch
+        run.meta = {"config": to_dict(run.cfg), "encoder": run.encoder_info(), "total_steps": total}
+        return run
+
+    @classmethod
+    def assemble(cls, cfg: PretrainConfig, out: Path, part: DistContext, device: torch.device, started: float,
+                 progress: bool, data: Pool, spec: PoolSpec, test: Any, normalization: Normalization | None,
+                 batch: int) -> "PretrainRun":
+        """The method with fresh seeded weights, its optimizer and the config as resolved (every recipe
+        default filled in), over an opened pool."""
+        method_cls = METHODS.get(cfg.method)
         seed_everything(cfg.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
         if method_cls.modality == "text":
             method, method_args = build_text_method(cfg, spec, len(data))
@@ -167,24 +202,19 @@ class PretrainRun:
         amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         settings = training_settings(cfg, method_cls.recipe)
         peak_lr = settings["lr"] * batch / 256
-        optimizer_settings = dict(name=settings["optimizer"], lr=peak_lr, weight_decay=settings["weight_decay"],
-                                  momentum=settings["momentum"], betas=method_cls.recipe.adam_betas,
-                                  lars_eta=settings["lars_eta"], lars_clip=settings["lars_clip"])
-        optimizer = build_method_optimizer(method=method, **optimizer_settings)
+        optimizer = build_method_optimizer(method=method, **cls.optimizer_settings(settings, peak_lr, method_cls))
         resolved = replace(cfg, **settings, batch_size=batch, backbone=method.backbone.spec.name,
                            method_args=method_args, resume=False, overwrite=False, show_batch=None,
                            **_pool_settings(spec, method_cls.modality))
-        run = cls(resolved, out, part, device, started, progress, data, spec, test, normalization, method, model,
-                  optimizer, peak_lr, amp, {})
-        total = budget_steps(cfg.steps, cfg.epochs, cfg.time_limit, run.steps_per_epoch, default_epochs=100.0)
-        if total is None:
-            per_step = run.seconds_per_step(optimizer_settings)
-            total = steps_in_time(cfg.time_limit, started, per_step)  # type: ignore[arg-type]
-            log.info("time limit %.0f s: %.3f s per step -> %d steps", cfg.time_limit, per_step, total)
-        run.cfg = replace(run.cfg, steps=total, epochs=None, time_limit=None)
-        run.resuming, run.show_batch = cfg.resume, cfg.show_batch
-        run.meta = {"config": to_dict(run.cfg), "encoder": run.encoder_info(), "total_steps": total}
-        return run
+        return cls(resolved, out, part, device, started, progress, data, spec, test, normalization, method, model,
+                   optimizer, peak_lr, amp, {})
+
+    @staticmethod
+    def optimizer_settings(settings: dict[str, Any], peak_lr: float, method_cls: type[Method]) -> dict[str, Any]:
+        """``build_method_optimizer``'s keywords from the run's training settings."""
+        return dict(name=settings["optimizer"], lr=peak_lr, weight_decay=settings["weight_decay"],
+                    momentum=settings["momentum"], betas=method_cls.recipe.adam_betas,
+                    lars_eta=settings["lars_eta"], lars_clip=settings["lars_clip"])
 
     def encoder_info(self) -> dict[str, Any]:
         """How step checkpoints' backbone (as trained: colorization's takes 1 channel) reads its input."""
@@ -237,11 +267,12 @@ class PretrainRun:
 
         return forward
 
-    def seconds_per_step(self, optimizer_settings: dict[str, Any]) -> float:
+    def seconds_per_step(self) -> float:
         """Seconds per step, measured on a throw-away copy so the real run starts untouched (averaged over
         ranks, so every rank turns the time limit into the same step count)."""
         trial = copy.deepcopy(self.method)
-        optimizer = build_method_optimizer(method=trial, **optimizer_settings)
+        optimizer = build_method_optimizer(method=trial, **self.optimizer_settings(training_settings(
+            self.cfg, self.method.recipe), self.peak_lr, type(self.method)))
         loop = self.loop(trial, optimizer)
         data, batch, seed, lengths = self.data, self.cfg.batch_size, self.cfg.seed, getattr(self.data, "lengths", None)
 

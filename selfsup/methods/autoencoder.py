@@ -27,6 +27,7 @@ class Autoencoder(Method):
 
     name = "autoencoder"
     paper = "Hinton & Salakhutdinov 2006, Reducing the Dimensionality of Data with Neural Networks"
+    minimum_images = 115_200
     recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, decoder_width: int = 256, corruption: str = "none",
@@ -74,6 +75,7 @@ class DenoisingAutoencoder(Autoencoder):
 
     name = "denoising_autoencoder"
     paper = "Vincent et al. 2008, Extracting and Composing Robust Features with Denoising Autoencoders"
+    minimum_images = 115_200
     recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, decoder_width: int = 256, corruption: str = "masking",
@@ -99,6 +101,7 @@ class Inpainting(Method):
 
     name = "inpainting"
     paper = "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting"
+    minimum_images = 1_036_800
     recipe = Recipe(**_AE_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, mask_fraction: float = 0.5, mask_mode: str = "random") -> None:

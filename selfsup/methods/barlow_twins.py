@@ -7,7 +7,7 @@ from ..backbones import Backbone
 from ..heads import projection_head
 from ..losses import BarlowTwinsLoss
 from ..views import Views
-from .base import Method, Recipe, register_method
+from .base import Method, Recipe, Resolved, RunBudget, narrower_for_small_pool, register_method
 
 
 @register_method
@@ -23,7 +23,12 @@ class BarlowTwins(Method):
 
     name = "barlow_twins"
     paper = "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 1000, views="byol")
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        return narrower_for_small_pool(budget, "projection_dim", 2048, "a 2,048-wide projector, not 8,192,")
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 8192,
                  lambda_offdiag: float = 5e-3) -> None:

@@ -40,6 +40,56 @@ class Recipe:
     sync_batchnorm: bool = True  # batch norm over the global batch under data-parallel training (CUDA only)
 
 
+@dataclass(frozen=True)
+class RunBudget:
+    """What a recipe may depend on: the run's length in optimizer steps, its global batch and its pool."""
+
+    steps: int
+    batch_size: int
+    n_images: int
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, self.n_images // self.batch_size)
+
+    @property
+    def epochs(self) -> float:
+        return self.steps * self.batch_size / max(1, self.n_images)
+
+    def epochs_to_steps(self, epochs: float) -> int:
+        """A schedule the papers write in epochs (of ImageNet), in this run's steps."""
+        return int(round(epochs * self.steps_per_epoch))
+
+    def short(self) -> bool:
+        """Shorter than the shortest schedule the joint-embedding papers publish (100 epochs: SimSiam,
+        SwAV and DINO's shortest ImageNet runs), where this project's short-run measurements apply."""
+        return self.epochs < SHORT_RUN_EPOCHS
+
+
+SHORT_RUN_EPOCHS = 100.0
+SMALL_POOL_IMAGES = 200_000  # far below ImageNet's 1.28 M: the CIFAR-sized widths of solo-learn's configs apply
+
+
+def narrower_for_small_pool(budget: RunBudget, name: str, width: int, what: str) -> list[Resolved]:
+    """``name`` = ``width`` when the pool is far smaller than ImageNet, where the papers' output layers
+    (8,192-wide projectors, 65,536 prototypes) cost as much as the backbone and solo-learn's CIFAR
+    configs use ``width``."""
+    if budget.n_images >= SMALL_POOL_IMAGES:
+        return []
+    return [Resolved("method", name, width, f"{what} for a pool far smaller than ImageNet's (solo-learn's CIFAR width)")]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One recipe value chosen for a run: a hyper-parameter (``kind`` "method"), a view argument ("view")
+    or a training setting ("training": a config field such as ``lr``), and why."""
+
+    kind: str
+    name: str
+    value: Any
+    why: str
+
+
 @dataclass
 class EpochContext:
     """What a method may use when an epoch begins (see ``Method.plan_epoch``)."""
@@ -90,6 +140,12 @@ class Method(nn.Module):
     # over 65,536 outputs.
     logging_step: bool
 
+    # The fewest images seen (steps x batch) at which the method's default command was measured to beat
+    # random weights by 2 kNN points on CIFAR-10 (ResNet-18, section 2b of BENCHMARKS.md); a shorter run
+    # says so when it starts. None: not measured to pass (see ``budget_note``, said at every start).
+    minimum_images: ClassVar[int | None] = None
+    budget_note: ClassVar[str] = ""
+
     # The first constructor arguments every method takes; the rest are its hyper-parameters.
     BUILT_FROM: ClassVar[tuple[str, ...]] = ("self", "backbone", "views")
 
@@ -104,6 +160,12 @@ class Method(nn.Module):
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        """The recipe's values that depend on the run (schedules the papers give in epochs, a queue
+        against the pool, what a short run was measured to need); an explicit value always wins."""
+        return []
 
     def scale_lr(self, module: str, factor: float) -> None:
         """Train submodule ``module`` at ``factor`` times the scheduled learning rate (BYOL's and SimSiam's

@@ -38,6 +38,7 @@ class Colorization(Method):
 
     name = "colorization"
     paper = "Zhang et al. 2016, Colorful Image Colorization"
+    minimum_images = 345_600
     recipe = Recipe(optimizer="adamw", base_lr=3e-4, weight_decay=1e-3, warmup_fraction=0.0, views="pretext")
     input_channels = 1
 

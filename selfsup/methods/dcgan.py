@@ -30,6 +30,7 @@ class DCGAN(AdversarialMethod):
 
     name = "dcgan"
     paper = "Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs"
+    minimum_images = 345_600
     recipe = Recipe(**GAN_RECIPE)
 
     def __init__(self, backbone: Backbone, views: Views, latent_dim: int = 100, generator_width: int = 64,

@@ -9,9 +9,9 @@ from ..heads import Block, DenseProjection, MLPHead
 from ..losses import InfoNCELoss, matched_keys, matched_locations
 from ..utils.distributed import gather_detached
 from ..views import Views
-from .base import Method, Recipe, register_method
+from .base import Method, Recipe, Resolved, RunBudget, register_method
 from .momentum import ema_update, frozen_copy
-from .queues import ring_enqueue
+from .queues import queue_for_pool, ring_enqueue
 
 
 @register_method
@@ -58,6 +58,11 @@ class DenseCL(Method):
         for name in ("queue", "dense_queue"):
             self.register_buffer(name, F.normalize(torch.randn(queue_size, projection_dim), dim=1))
             self.register_buffer(f"{name}_pointer", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        return [Resolved("method", "queue_size", queue_for_pool(budget.n_images, 65536),
+                         "both queues no longer than the pool (K = 65,536 is 5 % of ImageNet's images)")]
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         view1, view2 = self.views(images, generator, n=2)

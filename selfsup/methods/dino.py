@@ -9,7 +9,7 @@ from ..backbones import Backbone
 from ..utils.monitor import perplexity
 from ..losses import DINOLoss
 from ..views import Views
-from .base import Method, Recipe, register_method
+from .base import Method, Recipe, Resolved, RunBudget, narrower_for_small_pool, register_method
 from .momentum import cosine_momentum, ema_update, frozen_copy
 from .multicrop import encode_crops
 
@@ -64,6 +64,7 @@ class DINO(Method):
 
     name = "dino"
     paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers"
+    minimum_images = 345_600
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino")
     multi_crop = True
     logged = ("teacher_perplexity",)
@@ -82,6 +83,16 @@ class DINO(Method):
         self.criterion = DINOLoss(out_dim, student_temperature, teacher_temperature, center_momentum)
         self.base_momentum, self.freeze_last_layer_steps = base_momentum, freeze_last_layer_steps
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        values = [Resolved("method", "freeze_last_layer_steps", budget.steps_per_epoch,
+                           "the last layer stays frozen for the first epoch (the official code's freeze_last_layer=1)")]
+        values += narrower_for_small_pool(budget, "out_dim", 4096, "4,096 prototypes, not 65,536,")
+        if budget.short():
+            why = "a short run: τ_t 0.01 and two crops (measured +2.51 kNN over random weights at 6.9 CIFAR-10 epochs)"
+            values += [Resolved("method", "teacher_temperature", 0.01, why), Resolved("view", "local_crops", 0, why)]
+        return values
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         crops = self.views(images, generator)

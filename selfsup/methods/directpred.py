@@ -7,7 +7,7 @@ import torch.nn as nn
 from ..backbones import Backbone
 from ..utils.distributed import gather_detached
 from ..views import Views
-from .base import Recipe, register_method
+from .base import Recipe, Resolved, RunBudget, register_method
 from .byol import BYOL
 
 
@@ -61,12 +61,17 @@ class DirectPred(BYOL):
 
     name = "directpred"
     paper = "Tian, Chen, Ganguli 2021, Understanding Self-supervised Learning Dynamics without Contrastive Pairs"
+    minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol")
 
     def __init__(self, backbone: Backbone, views: Views, hidden_dim: int = 4096, projection_dim: int = 256,
                  base_momentum: float = 0.996, rho: float = 0.3, epsilon: float = 0.01) -> None:
         self._direct_args = (rho, epsilon)  # read by _build_predictor inside BYOL's __init__
         super().__init__(backbone, views, hidden_dim, projection_dim, base_momentum)
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        return []  # its predictor is set in closed form, not trained: no predictor rate to raise
 
     def _build_predictor(self, projection_dim: int, hidden_dim: int) -> nn.Module:
         return DirectPredictor(projection_dim, *self._direct_args)

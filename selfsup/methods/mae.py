@@ -46,6 +46,7 @@ class MAE(Method):
 
     name = "mae"
     paper = "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="adamw", base_lr=1.5e-4, weight_decay=0.05, warmup_fraction=0.05, views="mae",
                     adam_betas=(0.9, 0.95), backbone="vit-tiny")
 

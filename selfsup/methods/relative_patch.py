@@ -43,6 +43,7 @@ class RelativePatch(Method):
 
     name = "relative_patch"
     paper = "Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")
 
     def __init__(self, backbone: Backbone, views: Views, patch_fraction: float = 0.25, aberration: str = "project",

@@ -24,6 +24,7 @@ class SimCLR(Method):
 
     name = "simclr"
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")
 
     def __init__(self, backbone: Backbone, views: Views, temperature: float = 0.5,

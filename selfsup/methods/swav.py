@@ -11,7 +11,7 @@ from ..utils.monitor import perplexity
 from ..heads import projection_head
 from ..losses import SwAVLoss, sinkhorn
 from ..views import Views
-from .base import Method, Recipe, register_method
+from .base import Method, Recipe, Resolved, RunBudget, register_method
 from .multicrop import encode_crops
 
 
@@ -39,6 +39,7 @@ class SwAV(Method):
 
     name = "swav"
     paper = "Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments"
+    minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_fraction=0.0, views="swav")
     multi_crop = True
     logged = ("code_perplexity",)
@@ -57,6 +58,17 @@ class SwAV(Method):
         self.freeze_prototypes_steps, self.queue_start_step = freeze_prototypes_steps, queue_start_step
         self.register_buffer("queue", torch.zeros(views.n_global, queue_size, projection_dim))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        values = [Resolved("method", "freeze_prototypes_steps", budget.steps_per_epoch,
+                           "the prototypes stay frozen for the first epoch (the paper's schedule)"),
+                  Resolved("method", "queue_start_step", budget.epochs_to_steps(15),
+                           "the official batch-256 script starts the queue at epoch 15")]
+        if budget.short():
+            why = "a short run: ε 0.01 and two crops (measured +4.42 kNN over random weights at 6.9 CIFAR-10 epochs)"
+            values += [Resolved("method", "epsilon", 0.01, why), Resolved("view", "local_crops", 0, why)]
+        return values
 
     def forward(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         with torch.no_grad():

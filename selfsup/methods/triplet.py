@@ -27,6 +27,7 @@ class Triplet(Method):
 
     name = "triplet"
     paper = "Schroff et al. 2015, FaceNet (triplet margin loss, semi-hard mining) on two views"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")
 
     def __init__(self, backbone: Backbone, views: Views, margin: float = 0.2, mining: str = "semi-hard",

@@ -7,7 +7,7 @@ from ..backbones import Backbone
 from ..heads import projection_head
 from ..losses import VICRegLoss
 from ..views import Views
-from .base import Method, Recipe, register_method
+from .base import Method, Recipe, Resolved, RunBudget, narrower_for_small_pool, register_method
 
 
 @register_method
@@ -22,7 +22,12 @@ class VICReg(Method):
 
     name = "vicreg"
     paper = "Bardes et al. 2022, VICReg: Variance-Invariance-Covariance Regularization"
+    minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol")
+
+    @classmethod
+    def for_budget(cls, budget: RunBudget) -> list[Resolved]:
+        return narrower_for_small_pool(budget, "projection_dim", 2048, "a 2,048-wide projector, not 8,192,")
 
     def __init__(self, backbone: Backbone, views: Views, projection_dim: int = 8192, invariance: float = 25.0,
                  variance: float = 25.0, covariance: float = 1.0) -> None:

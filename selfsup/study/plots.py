@@ -110,7 +110,7 @@ def plot_overlays(keys: list[str], images: list[np.ndarray], truths: list[np.nda
     ``background`` painted over the image (C x H x W uint8 images; H x W class-index masks)."""
     plt = _pyplot()
     columns = 2 + len(predicted)
-    fig, axes = plt.subplots(len(keys), columns, figsize=(3.3 * columns, 3.7 * len(keys)), squeeze=False)
+    fig, axes = plt.subplots(len(keys), columns, figsize=(3.3 * columns, 3.9 * len(keys)), squeeze=False)
     cmap = plt.get_cmap("tab10")
     for row, (key, image, truth) in enumerate(zip(keys, images, truths)):
         gray = image.mean(0) if image.shape[0] != 3 else None
@@ -127,7 +127,7 @@ def plot_overlays(keys: list[str], images: list[np.ndarray], truths: list[np.nda
                     if c != background:
                         paint[mask == c] = (*cmap(c % 10)[:3], 0.5)
                 ax.imshow(paint, interpolation="nearest")
-            ax.set_title(f"{name}" + (f"\nmIoU {100 * iou:.1f}" if iou is not None else f"\n{key}"), fontsize=9)
+            ax.set_title(f"{name}" + (f"\nmIoU {100 * iou:.1f}" if iou is not None else f"\n{key.rsplit('/', 1)[-1]}"), fontsize=9)
             ax.axis("off")
     painted = ", ".join(f"{c}" for i, c in enumerate(classes) if i != background)
     fig.suptitle(f"test images: painted class(es) {painted} (mask value)", fontsize=11)

@@ -324,3 +324,19 @@ def test_deepcluster_samples_clusters_uniformly_and_resets_its_classifier():
     weight = method.classifier.weight.clone()
     method.plan_epoch(context)  # same epoch again (a resume): saved labels reused, no clustering
     assert not calls and torch.equal(method.classifier.weight, weight)
+
+
+def test_byol_paper_scale_is_eq_2_summed_over_both_directions(batch):
+    """(2 - 2 cos(q(z₁), z'₂)) + (2 - 2 cos(q(z₂), z'₁)) computed by hand from the method's own parts;
+    the default is the mean negative cosine, the same up to 4 + 4x."""
+    method = make("byol", paper_scale=True)
+    loss = call(method, batch)["loss"]
+    view1, view2 = method.views(batch, torch.Generator().manual_seed(0), n=2)
+    both = torch.cat([view1, view2])
+    p1, p2 = method.prediction(method.projection(method.backbone(both))).chunk(2)
+    t1, t2 = method.target_projection(method.target_backbone(both)).chunk(2)
+    unit = torch.nn.functional.normalize
+    paper = ((unit(p1) - unit(t2)).pow(2).sum(1) + (unit(p2) - unit(t1)).pow(2).sum(1)).mean()
+    torch.testing.assert_close(loss, paper, rtol=1e-5, atol=1e-5)
+    default = call(make("byol"), batch)["loss"]
+    torch.testing.assert_close(loss, 4 + 4 * default, rtol=1e-5, atol=1e-5)
