@@ -7,9 +7,11 @@ weights on the same 1, 2 and 5 labeled slices per seed (3 seeds), one recipe, an
 (mask value 0) and mean IoU on the 10 test slices, whole, through sliding windows. Then ``selfsup train``
 repeats the study's 2-image seed-0 training as a model folder and ``selfsup predict`` writes the test
 masks: their IoU must equal the study's row. ``--then densecl`` adds DenseCL's rows to the same study
-(scratch and the first method's rows are read back). Prints the tables and the times.
+(scratch and the first method's rows are read back); ``--variant noise_std=0.1`` pretrains --method again
+with that view argument and adds its rows too. Prints the tables and the times.
 
-    python benchmarks/isbi_segmentation.py ../shared/datasets/isbi2012-em.zip --then densecl --out bench-out/isbi
+    python benchmarks/isbi_segmentation.py ../shared/datasets/isbi2012-em.zip --then densecl \
+        --variant noise_std=0.1 --out bench-out/isbi
 """
 from __future__ import annotations
 
@@ -49,6 +51,8 @@ def main() -> None:
     parser.add_argument("zip")
     parser.add_argument("--method", default="simclr")
     parser.add_argument("--then", default="", help="methods added to the same study afterwards, e.g. densecl")
+    parser.add_argument("--variant", action="append", default=[], metavar="KEY=VALUE",
+                        help="also pretrain --method with --view-arg KEY=VALUE (e.g. noise_std=0.1) and add its rows")
     parser.add_argument("--backbone", default="small-convnet")
     parser.add_argument("--pretrain-crop", type=int, default=64, help="pretraining crop side (native pixels)")
     parser.add_argument("--pretrain-steps", type=int, default=300)
@@ -93,6 +97,22 @@ def main() -> None:
         more = selfsup(*flags, "--methods", ",".join([args.method, *args.then.split(",")]), "--config", str(config))
         table(more, [args.method, *args.then.split(",")])
         print(f"adding {args.then}: {more['wall']:.0f} s")
+    if args.variant:
+        names, checkpoints = [], []
+        for kv in args.variant:
+            name = f"{args.method}_{kv.replace('=', '')}"
+            run = out / "variants" / name
+            if not (run / "result.json").exists():
+                selfsup("pretrain", "--method", args.method, "--data", args.zip, "--backbone", args.backbone,
+                        "--image-size", str(args.pretrain_crop), "--steps", str(args.pretrain_steps),
+                        "--batch-size", str(args.pretrain_batch), "--view-arg", kv, "--out", str(run), "--overwrite")
+            names.append(name)
+            checkpoints += ["--checkpoint", f"{name}={run}"]
+        methods = [args.method, *filter(None, args.then.split(","))]
+        config = ["--config", str(out / "then.yaml")] if args.then else []
+        more = selfsup(*flags, "--methods", ",".join(methods), *config, *checkpoints)
+        table(more, [*methods, *names])
+        print(f"adding {', '.join(names)}: {more['wall']:.0f} s")
     print(f"whole benchmark {time.perf_counter() - started:.0f} s")
 
 

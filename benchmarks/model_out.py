@@ -14,7 +14,7 @@ batch 256, 450 steps; pretrained here when --checkpoint is absent), then ``train
 images): accuracy and prediction throughput, then ``export`` to ONNX and TorchScript.
 
     python benchmarks/model_out.py cifar ../shared/datasets/cifar10-jpeg.zip \
-        --checkpoint bench-out/model-out/simclr --also freeze,random --out bench-out/model-out/cifar
+        --checkpoint bench-out/zoo/simclr --also freeze,random --out bench-out/model-out/cifar
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ seconds make the rows comparable when the CPU is shared; the seconds are reporte
 A re-run skips finished runs (OUT/ROW-seedS/result.json).
 
     python benchmarks/semisup_cifar.py ../shared/datasets/cifar10-jpeg.zip \
-        --checkpoint bench-out/zoo-encoders/simclr --images 36000 --seeds 3 --out bench-out/semisup-cifar
+        --checkpoint bench-out/zoo/simclr --images 36000 --seeds 3 --out bench-out/semisup-cifar
 """
 from __future__ import annotations
 

@@ -137,13 +137,19 @@ def run_train_segmentation(cfg: TrainConfig, out: Path, device, started: float, 
     lr = best_lr(scores, ds.lr_grid)
     model = train_segmenter(make, ds, subset, lr, cfg.seed, folder=out, metrics=out, progress=progress)
     result = {"model": str(out), "task": "segmentation", "init": init, "n_labeled_images": int(len(subset)),
-              "n_test": len(test), "lr": lr, "validation_mean_iou": scores.get(lr),
+              "n_test": len(test), "lr": lr, "augmentation": augmentation(ds), "validation_mean_iou": scores.get(lr),
               "validation_scores": {f"{k:g}": v for k, v in scores.items()},
               "test": segmentation_scores(model, test, np.arange(len(test)), ds), "classes": train.classes}
     save_model(out, model, train.classes, preprocess, {**result, "config": to_dict(replace(cfg, resume=False, overwrite=False))})
     result["seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result
+
+
+def augmentation(ds: DenseDownstream) -> str:
+    """The training crops' augmentation, in words (result.json)."""
+    return (f"random {ds.crop}-px crops, flips, 90-degree turns (image and mask alike); Gaussian noise "
+            f"σ ~ U(0, {ds.noise:g} x 255) on the image")
 
 
 def converted(data: MaskedImages, channels: int) -> MaskedImages:

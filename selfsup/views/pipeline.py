@@ -29,6 +29,7 @@ class ViewSettings:
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     blur_kernel_fraction: float = 0.1  # kernel size as a fraction of the image side, made odd
     solarize_p: float = 0.0
+    noise_std: float = 0.0  # additive Gaussian noise of σ ~ U(0, noise_std) per view, last (0: none)
     size_fraction: float = 1.0  # output side / image side: below 1 for multi-crop's small local crops
 
     @property
@@ -44,6 +45,8 @@ class ViewSettings:
                 raise ConfigError(f"{name} must be a probability, got {getattr(self, name)}")
         if not 0 < self.size_fraction <= 1:
             raise ConfigError(f"size_fraction must be in (0, 1], got {self.size_fraction}")
+        if not 0 <= self.noise_std <= 1:
+            raise ConfigError(f"noise_std must be in [0, 1] (of the pixel range), got {self.noise_std}")
         if not 0 <= self.hue <= 0.5:
             raise ConfigError(f"hue must be in [0, 0.5], got {self.hue}")
 
@@ -159,7 +162,12 @@ class Views:
     def one(self, images: torch.Tensor, s: ViewSettings, generator: torch.Generator) -> torch.Tensor:
         """One view of a uint8 (or [0, 1] float) batch: float, normalized, size x size."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        return self.apply(x, self.sample(x.shape[0], x.shape[-2], x.shape[-1], s, generator, x.device), s)
+        params = self.sample(x.shape[0], x.shape[-2], x.shape[-1], s, generator, x.device)
+        if s.noise_std > 0:  # drawn only when asked, so the presets' random streams are unchanged
+            side = max(1, round(self.size * s.size_fraction))
+            sigma = torch.rand(x.shape[0], 1, 1, 1, generator=generator) * s.noise_std
+            params["noise"] = (sigma * torch.randn(x.shape[0], x.shape[1], side, side, generator=generator)).to(x.device)
+        return self.apply(x, params, s)
 
     @staticmethod
     def sample(b: int, h: int, w: int, s: ViewSettings, generator: torch.Generator,
@@ -190,6 +198,8 @@ class Views:
             x = K.gaussian_blur(x, p["sigma"], kernel, p["blur_on"])
         if s.solarize_p > 0:
             x = K.solarize(x, p["solar_on"])
+        if "noise" in p:  # sensor noise, as on EM and other scans: a level the encoder should not key on
+            x = (x + p["noise"]).clamp(0, 1)
         return self.normalize(x)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

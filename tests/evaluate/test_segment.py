@@ -16,7 +16,7 @@ import selfsup
 from selfsup.backbones import build_backbone
 from selfsup.backbones.io import load_backbone, save_encoder
 from selfsup.downstream.dense import sliding_window_logits
-from selfsup.evaluate.segment import random_crops
+from selfsup.evaluate.segment import noisy, random_crops
 from selfsup.heads.unet import UNet
 from selfsup.losses.segmentation import segmentation_loss, soft_dice
 from selfsup.utils.segmetrics import confusion, scores
@@ -47,6 +47,15 @@ def test_crops_flip_and_rotate_image_and_mask_alike():
     assert views.shape == (64, 1, 24, 24) and torch.equal(views[:, 0].long(), labels)
     corners = {tuple(v[0, :2, :2].flatten().tolist()) for v in views}
     assert len(corners) > 30  # crops differ: positions, flips and rotations drawn per image
+
+
+def test_noise_changes_the_image_only_within_its_drawn_strength():
+    views = torch.full((256, 1, 16, 16), 128, dtype=torch.uint8)
+    out = noisy(views, 0.1, torch.Generator().manual_seed(0))
+    spread = (out.float() - 128).std(dim=(1, 2, 3))
+    assert out.dtype == torch.uint8 and spread.max() <= 0.1 * 255 * 1.3  # σ ≤ 25.5 grey levels
+    assert spread.min() < 3 and spread.max() > 20  # a strength per crop, from ~0 to the largest
+    assert torch.equal(noisy(views, 0.0, torch.Generator()), views)
 
 
 def test_sliding_windows_equal_the_whole_image_pass():

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from selfsup.utils.errors import ConfigError
 from selfsup.views import VIEW_PRESETS, Normalization, Views
 from selfsup.views import kernels as K
 from selfsup.views import params as P
@@ -128,3 +129,18 @@ def test_multi_crop_presets_and_local_crop_overrides():
     assert (custom.n_global, custom.n_local) == (2, 3) and custom.settings[2].crop_scale == (0.1, 0.3)
     assert [c.shape[-1] for c in custom(images, torch.Generator())] == [32, 32, 16, 16, 16]
     assert Views.preset("dino", 32, norm, local_crops=0).n_local == 0
+
+
+def test_noise_std_adds_gaussian_noise_last_and_leaves_the_preset_stream_alone():
+    norm = Normalization([0.5], [0.25])
+    images = torch.full((64, 1, 24, 24), 128, dtype=torch.uint8)
+    plain = Views.preset("crop-flip", 16, norm)
+    noisy = Views.preset("crop-flip", 16, norm, noise_std=0.1)
+    clean = plain(images, torch.Generator().manual_seed(3), n=1)[0]
+    with_noise = noisy(images, torch.Generator().manual_seed(3), n=1)[0]
+    added = (with_noise - clean) * 0.25  # back to [0, 1] pixel units
+    per_view = added.flatten(1).std(1)
+    assert per_view.max() <= 0.1 * 1.3 and per_view.min() < 0.02 and per_view.max() > 0.07  # σ ~ U(0, 0.1)
+    assert torch.equal(plain(images, torch.Generator().manual_seed(3), n=1)[0], clean)
+    with pytest.raises(ConfigError):
+        Views.preset("crop-flip", 16, norm, noise_std=2.0)
