@@ -442,9 +442,7 @@ def _recipe(cls) -> dict:
     """A method's training defaults, its hyper-parameters' defaults (``args``) and their types."""
     from dataclasses import asdict
 
-    from .methods.base import method_arguments, method_defaults
-
-    from .methods.base import RunBudget
+    from .methods.base import RunBudget, method_arguments, method_defaults
 
     cifar = RunBudget(steps=1350, batch_size=256, n_images=50_000)  # the budget the minimums were measured at
     return {**asdict(cls.recipe), "args": method_defaults(cls),

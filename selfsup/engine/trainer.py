@@ -167,13 +167,14 @@ class PretrainRun:
             if timed_cfg != recipe_cfg:
                 run = cls.assemble(timed_cfg, out, part, device, started, progress, data, spec, test, normalization,
                                    batch)
+        budget = RunBudget(total, batch, len(data))
         if part.is_main and not cfg.resume:
             if lines:
                 log.info("%s's recipe for %d steps (%.1f epochs of %d items, batch %d):", cfg.method, total,
-                         total * batch / len(data), len(data), batch)
+                         budget.epochs, len(data), batch)
             for line in lines:
                 log.info("  %s", line)
-            warning = budget_warning(cfg.method, RunBudget(total, batch, len(data)))
+            warning = budget_warning(cfg.method, budget)
             if warning:
                 log.warning("%s", warning)
         run.cfg = replace(run.cfg, steps=total, epochs=None, time_limit=None)

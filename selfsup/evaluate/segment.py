@@ -85,10 +85,9 @@ def noisy(views: torch.Tensor, max_sigma: float, generator: torch.Generator) -> 
     """``views`` (uint8 B x C x H x W) with Gaussian noise of σ ~ U(0, ``max_sigma`` x 255) per crop.
 
     nnU-Net's default intensity augmentation (Isensee et al. 2021, Nature Methods: additive Gaussian noise,
-    variance U(0, 0.1) of normalized intensities). A model fitted on one or two slices otherwise learns
-    their noise level: on ISBI 2012 the masked slices 0-14 are smoother than 15-29, and a U-Net trained
-    on one of the smooth slices found 6-16 % of the noisy test slices' membranes, 50 % with the noise
-    (BENCHMARKS 13)."""
+    variance U(0, 0.1) of normalized intensities). A model fitted on one or two images otherwise learns
+    their noise level, and misses structures on images of the same kind that are noisier (serial EM
+    sections differ in noise from slice to slice)."""
     if max_sigma <= 0:
         return views
     sigma = torch.rand(len(views), 1, 1, 1, generator=generator) * (max_sigma * 255.0)

@@ -159,12 +159,16 @@ class Views:
     def n_local(self) -> int:
         return sum(s.is_local for s in self.settings)
 
+    def side(self, s: ViewSettings) -> int:
+        """The output side of a view of settings ``s`` (local crops are smaller)."""
+        return max(1, round(self.size * s.size_fraction))
+
     def one(self, images: torch.Tensor, s: ViewSettings, generator: torch.Generator) -> torch.Tensor:
         """One view of a uint8 (or [0, 1] float) batch: float, normalized, size x size."""
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
         params = self.sample(x.shape[0], x.shape[-2], x.shape[-1], s, generator, x.device)
         if s.noise_std > 0:  # drawn only when asked, so the presets' random streams are unchanged
-            side = max(1, round(self.size * s.size_fraction))
+            side = self.side(s)
             sigma = torch.rand(x.shape[0], 1, 1, 1, generator=generator) * s.noise_std
             params["noise"] = (sigma * torch.randn(x.shape[0], x.shape[1], side, side, generator=generator)).to(x.device)
         return self.apply(x, params, s)
@@ -187,7 +191,7 @@ class Views:
     def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor], s: ViewSettings) -> torch.Tensor:
         """The views of [0, 1] images B x C x H x W with parameters ``p`` (row i for image i), normalized."""
         c = x.shape[1]
-        x = K.resized_crop(x, p["boxes"], max(1, round(self.size * s.size_fraction)))
+        x = K.resized_crop(x, p["boxes"], self.side(s))
         x = K.hflip(x, p["flips"])
         if s.jitter_p > 0:
             x = K.color_jitter(x, p["factors"], p["orders"], p["jitter_on"])
