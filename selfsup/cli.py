@@ -3,11 +3,13 @@
 Contract (README, "Command line"): every command takes ``--config FILE`` (YAML; defaults, then
 the file, then flags) and ``--json`` (one JSON object on stdout's last line; logs and progress
 on stderr). Exit codes: 0 success, 2 usage or config error, 1 runtime error (one line
-``selfsup: error: ...``), 3 stopped on a non-finite loss.
+``selfsup: error: ...``), 3 stopped on a non-finite loss, 143 / 130 stopped by SIGTERM / SIGINT after
+the step in flight and a checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +19,7 @@ from typing import Any, Sequence
 from .config import (EvalConfig, ExportConfig, FinetuneConfig, PredictConfig, PretrainConfig, SemisupConfig, StudyConfig,
                      TrainConfig, build_config)
 from .utils.errors import ConfigError, SelfSupError
+from .utils.stop import Stopped, stop_on_signals
 
 log = logging.getLogger("selfsup")
 S = argparse.SUPPRESS  # flags not given stay absent, so the config file's values survive
@@ -379,36 +382,61 @@ def _print_summary(result: dict) -> None:
     print(f"study took {result['seconds']:.0f} s; report: {result['report']}")
 
 
+RUN_FOLDERS = (PretrainConfig, TrainConfig, FinetuneConfig, SemisupConfig, StudyConfig)  # one writer each
+
+
+def _configured(held: contextlib.ExitStack, cls: type, args: argparse.Namespace) -> Any:
+    """The command's config (defaults, file, flags). Its image pixel limit applies before any image is read;
+    a run folder it writes is locked for this process (rank 0 of a data-parallel run) until ``held`` closes."""
+    cfg = build_config(cls, *_split(args, NOT_SETTINGS))
+    if hasattr(cfg, "max_pixels"):
+        from .data.decode import set_max_pixels
+
+        set_max_pixels(cfg.max_pixels)
+    if cls in RUN_FOLDERS and cfg.out and int(os.environ.get("RANK", "0")) == 0:
+        from pathlib import Path
+
+        from .utils.runlock import run_lock
+
+        held.enter_context(run_lock(Path(cfg.out), args.command))
+    return cfg
+
+
 def run(args: argparse.Namespace) -> dict:
+    """The command's result; a command that writes a run folder holds its lock (OUT/.lock) meanwhile."""
+    with contextlib.ExitStack() as held:
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> dict:
     progress = not args.quiet
-    skip = NOT_SETTINGS
     if args.command == "pretrain":
         from .engine.trainer import pretrain
 
-        cfg = build_config(PretrainConfig, *_split(args, skip))
+        cfg = _configured(held, PretrainConfig, args)
         return pretrain(cfg, progress=progress)
     if args.command == "eval":
         from .evaluate.run import run_eval
 
-        return run_eval(build_config(EvalConfig, *_split(args, skip)), args.protocol)
+        return run_eval(_configured(held, EvalConfig, args), args.protocol)
     if args.command == "finetune":
         from .evaluate.run import run_finetune
 
-        return run_finetune(build_config(FinetuneConfig, *_split(args, skip)), progress=progress)
+        return run_finetune(_configured(held, FinetuneConfig, args), progress=progress)
     if args.command == "train":
         from .evaluate.train import run_train
 
-        return run_train(build_config(TrainConfig, *_split(args, skip)), progress=progress)
+        return run_train(_configured(held, TrainConfig, args), progress=progress)
     if args.command == "predict":
         from .downstream.predict import run_predict
 
-        return run_predict(build_config(PredictConfig, *_split(args, skip)), progress=progress)
+        return run_predict(_configured(held, PredictConfig, args), progress=progress)
     if args.command == "export":
         from .downstream.export import run_export
 
-        return run_export(build_config(ExportConfig, *_split(args, skip)))
+        return run_export(_configured(held, ExportConfig, args))
     if args.command == "study":
-        cfg = build_config(StudyConfig, *_split(args, skip))
+        cfg = _configured(held, StudyConfig, args)
         if cfg.task == "segmentation":
             from .study.dense import run_segmentation_study
 
@@ -419,7 +447,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == "semisup":
         from .semisup import run_semisup
 
-        return run_semisup(build_config(SemisupConfig, *_split(args, skip)), progress=progress)
+        return run_semisup(_configured(held, SemisupConfig, args), progress=progress)
     if args.command == "words":
         from .evaluate.words import word_queries
 
@@ -524,6 +552,7 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
     import subprocess
     from pathlib import Path
 
+    from .utils.runlock import holder
     from .utils.runtime import prepare_out
     from .methods import METHODS, ONE_PROCESS_ONLY
 
@@ -533,9 +562,25 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
     if not cfg.data and not cfg.resume:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
     prepare_out(Path(cfg.out), cfg.resume, cfg.overwrite, create=False)
+    owner = holder(Path(cfg.out))
+    if owner is not None:  # rank 0 would refuse it too, after the other ranks had started
+        raise ConfigError(f"{cfg.out} is in use by process {owner.get('pid')} on {owner.get('host')}: "
+                          f"wait for it, or delete {Path(cfg.out) / '.lock'} if it is gone")
     command = torchrun_command(argv, args.devices, args.nodes)
     log.info("launching %d x %d processes: %s", args.nodes, args.devices, " ".join(command[1:]))
-    return subprocess.call(command)
+    workers = subprocess.Popen(command)
+    try:
+        return workers.wait()
+    except Stopped as exc:  # pass the signal on: torchrun hands it to every worker, which stop after one step
+        workers.send_signal(exc.exit_code - 128)
+        return workers.wait()
+
+
+def _continue_hint(command: str, stopped: Stopped) -> str:
+    """How to carry on after a graceful stop."""
+    if command == "study":
+        return "; run the same command again to continue (finished work is kept)"
+    return "; continue with --resume" if stopped.saved else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -546,9 +591,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if quiet_rank else logging.INFO, stream=sys.stderr,
                         format=f"selfsup{'[rank ' + os.environ['RANK'] + ']' if 'RANK' in os.environ else ''}: %(message)s")
     try:
-        if args.command == "pretrain" and (args.devices > 1 or args.nodes > 1) and "WORLD_SIZE" not in os.environ:
-            return _launch(argv, args)
-        result = run(args)
+        with stop_on_signals():
+            if args.command == "pretrain" and (args.devices > 1 or args.nodes > 1) and "WORLD_SIZE" not in os.environ:
+                return _launch(argv, args)
+            result = run(args)
+    except Stopped as exc:
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(f"selfsup: {exc}{_continue_hint(args.command, exc)}", file=sys.stderr)
+        return exc.exit_code
     except SelfSupError as exc:
         print(f"selfsup: error: {exc}", file=sys.stderr)
         return exc.exit_code

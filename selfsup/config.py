@@ -94,6 +94,7 @@ class DataConfig(Checked):
 
     test: str | None = None  # held-out set
     strict: bool = False  # fail on the first unreadable file instead of skipping it
+    max_pixels: int = setting(89_478_485, NON_NEGATIVE)  # images declaring more (width x height) are skipped unread; 0: no limit
 
 
 @dataclass
@@ -218,6 +219,7 @@ class PredictConfig(Checked):
     batch_size: int = setting(256, AT_LEAST_1)
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     strict: bool = False  # fail on the first unreadable file instead of skipping it
+    max_pixels: int = setting(89_478_485, NON_NEGATIVE)  # images declaring more (width x height) are skipped unread; 0: no limit
     device: str = "auto"
 
 
@@ -476,4 +478,6 @@ def _plain(value: Any) -> Any:
 
 
 def save_yaml(values: dict[str, Any], path: Path) -> None:
-    path.write_text(yaml.safe_dump(_plain(values), sort_keys=False))
+    from .utils.checkpoint import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(_plain(values), sort_keys=False))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -82,7 +83,10 @@ class ZipReader(_ArchiveReader):
         return zipfile.ZipFile(self.path)
 
     def read(self, key: str) -> bytes:
-        return self.handle().read(key)
+        try:
+            return self.handle().read(key)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:  # a damaged member
+            raise OSError(f"damaged archive member: {exc}") from exc
 
 
 class TarReader(_ArchiveReader):
@@ -98,10 +102,13 @@ class TarReader(_ArchiveReader):
     def read(self, key: str) -> bytes:
         handle = self.handle()
         assert self._members is not None
-        extracted = handle.extractfile(self._members[key])
-        if extracted is None:
-            raise OSError(f"{key} is not a regular file")
-        return extracted.read()
+        try:
+            extracted = handle.extractfile(self._members[key])
+            if extracted is None:
+                raise OSError(f"{key} is not a regular file")
+            return extracted.read()
+        except (tarfile.TarError, zlib.error, EOFError) as exc:  # a damaged member
+            raise OSError(f"damaged archive member: {exc}") from exc
 
     def __getstate__(self):
         state = super().__getstate__()

@@ -30,6 +30,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..utils import checkpoint as ckpt
+from ..utils import stop
+from ..utils.distributed import max_over_ranks
 from ..utils.errors import ConfigError, NonFiniteLossError
 from .logger import MetricsLogger
 from .schedule import due, set_learning_rates
@@ -167,7 +169,7 @@ class Loop:
 
     def restore(self) -> int:
         """Restore the newest checkpoint in ``folder`` (state and optimizer); the step to start from."""
-        latest = ckpt.latest_checkpoint(self.folder) if self.folder is not None else None
+        latest = ckpt.readable_checkpoint(self.folder) if self.folder is not None and self.folder.exists() else None
         if latest is None or self.state is None:
             return 0
         start = int(ckpt.restore(latest, self.state, self.optimizer)["step"])
@@ -184,34 +186,46 @@ class Loop:
         started = window = time.perf_counter()
         window_from, result = start, None
         items = iter(batches) if batches is not None else None
-        try:
-            for step in range(start, self.total_steps):
-                batch = next(items) if items is not None else None
-                lr_now = self.lr_at(step)
-                set_learning_rates(self.optimizer, self.peak_lr, lr_now)
-                logging = bool(self.log_every) and due(step + 1, self.log_every, self.total_steps)
-                result = self.step(forward, step, batch, logging)
-                for hook in self.after_step:
-                    hook(step)
-                done = step + 1
-                bar.update(1)
-                if logging and self.logger is not None:
-                    now = time.perf_counter()
-                    ips = (done - window_from) * self.items_per_step / max(now - window, 1e-9)
-                    window, window_from = now, done
-                    loss = float(result.reported)
-                    self.logger.log({"step": done, "loss": loss, "lr": lr_now, "images_per_second": round(ips, 2),
-                                     "seconds": round(now - started, 3), **(self.row(done, result) if self.row else {})})
-                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
-                if self.folder is not None and self.is_main and self._checkpoint_due(done):
-                    ckpt.save_checkpoint(self.folder, done, self.state, self.optimizer, self.meta)
-                if done == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-        finally:
-            bar.close()
-            if self.logger is not None:
-                self.logger.close()
+        with stop.deferred():
+            try:
+                for step in range(start, self.total_steps):
+                    batch = next(items) if items is not None else None
+                    lr_now = self.lr_at(step)
+                    set_learning_rates(self.optimizer, self.peak_lr, lr_now)
+                    logging = bool(self.log_every) and due(step + 1, self.log_every, self.total_steps)
+                    result = self.step(forward, step, batch, logging)
+                    for hook in self.after_step:
+                        hook(step)
+                    done = step + 1
+                    bar.update(1)
+                    if logging and self.logger is not None:
+                        now = time.perf_counter()
+                        ips = (done - window_from) * self.items_per_step / max(now - window, 1e-9)
+                        window, window_from = now, done
+                        loss = float(result.reported)
+                        self.logger.log({"step": done, "loss": loss, "lr": lr_now, "images_per_second": round(ips, 2),
+                                         "seconds": round(now - started, 3), **(self.row(done, result) if self.row else {})})
+                        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
+                    self._checkpoint_or_stop(done, kill_at)
+            finally:
+                bar.close()
+                if self.logger is not None:
+                    self.logger.close()
         return result
+
+    def _checkpoint_or_stop(self, done: int, kill_at: int) -> None:
+        """After step ``done``: a checkpoint when due; on a stop request (SIGTERM, SIGINT) a checkpoint now,
+        then ``Stopped``. Ranks agree on the request, so a signal that reached one rank stops them all
+        after the same step."""
+        device = next((p.device for g in self.optimizer.param_groups for p in g["params"]), torch.device("cpu"))
+        stopping = max_over_ranks(stop.requested() or 0, device)
+        saving = self.folder is not None and (self._checkpoint_due(done) or bool(stopping))
+        if saving and self.is_main:
+            ckpt.save_checkpoint(self.folder, done, self.state, self.optimizer, self.meta)
+        if done == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if stopping:
+            raise stop.Stopped(stopping, done, saved=saving)
 
     def step(self, forward: Forward, step: int, batch: Any = None, logging: bool = False) -> StepResult:
         """One step at the optimizer's current learning rates: each turn forward -> finite check ->

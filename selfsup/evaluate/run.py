@@ -16,6 +16,7 @@ from ..data.images import ImageSpec, Prepared
 from ..data.splits import parse_labels_per_class, train_test
 from ..data.text import TextPool, labeled_text_sets, load_tokenizer, phrase_groups, token_spec_of, tokenizer_beside
 from ..data.decoded import decoded_pool, pool_spec
+from ..utils.checkpoint import atomic_write_text
 from ..utils.runtime import prepare_out, resolve_device
 from ..utils.errors import ConfigError, SelfSupError
 from ..views import Normalization
@@ -128,7 +129,7 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         if not cfg.resume:
             save_yaml(to_dict(replace(cfg, out=str(out))), out / "config.yaml")
         result = compare_segmentation(cfg, out, device, progress)
-        (out / "result.json").write_text(json.dumps(result, indent=1))
+        atomic_write_text(out / "result.json", json.dumps(result, indent=1))
         return result
     if cfg.labeled_images or cfg.crop_size:
         raise ConfigError("--labeled-images and --crop-size are segmentation's (--task segmentation)")
@@ -150,5 +151,5 @@ def run_finetune(cfg: FinetuneConfig, progress: bool = True) -> dict:
         raise SelfSupError("the labeled set needs at least two classes")
     rows = compare(backbone, ds, budgets, cfg.seeds, out, progress)
     result = {"rows": rows, "seconds": round(time.perf_counter() - started, 3)}
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(out / "result.json", json.dumps(result, indent=1))
     return result

@@ -16,6 +16,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..utils.checkpoint import WriteError, atomic_write_text
+
 EVALUATIONS = ("scratch", "finetune", "linear", "knn")  # per checkpoint; semi-supervised rows are "semisup"
 ROW_FIELDS = ("method", "evaluation", "budget", "labels_per_class", "n_labels", "seed", "accuracy", "seconds",
               "chosen", "backbone")
@@ -48,9 +50,12 @@ class ResultLog:
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows[row_key(row)] = row
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+        except OSError as exc:  # the rows already there stay; a torn last line is skipped when read
+            raise WriteError(f"cannot write {self.path}: {exc.strerror or exc}; the finished rows are kept") from exc
 
 
 @dataclass
@@ -138,7 +143,7 @@ def write_tables(rows: list[dict[str, Any]], out: Path, extra: dict[str, Any],
     summary = summarize(ordered)
     payload = {"rows": ordered, "summary": [s.as_dict() for s in summary],
                "label_multipliers": label_multipliers(summary, scratch_of), **extra}
-    (out / "results.json").write_text(json.dumps(payload, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=1))
     return payload
 
 

@@ -42,7 +42,7 @@ from ..data.images import ImageSpec, Prepared
 from ..data.decoded import decoded_pool, pool_spec
 from ..data.splits import labeled_subset, parse_labels_per_class, save_subset, stratified_split, train_test
 from ..utils.checkpoint import atomic_save_tensors, atomic_write_text
-from ..utils.runtime import resolve_device, seed_everything
+from ..utils.runtime import clear, resolve_device, run_files, seed_everything
 from ..utils.errors import ConfigError, SelfSupError
 from ..evaluate.diagnostics import feature_diagnostics
 from ..backbones.features import extract_features
@@ -153,11 +153,9 @@ def _guard_out(out: Path, cfg: StudyConfig) -> None:
     """A re-run continues the study in OUT; other data there is refused (or replaced with --overwrite)."""
     identity = {"data": cfg.data, "labeled": cfg.labeled or cfg.data, "test": cfg.test}
     record = out / "study.json"
-    if out.exists() and any(out.iterdir()):
+    if run_files(out):
         if cfg.overwrite:
-            import shutil
-
-            shutil.rmtree(out)
+            clear(out)
         elif not record.exists():
             raise ConfigError(f"output folder {out} is not empty and holds no study: pass --overwrite to replace it")
         elif json.loads(record.read_text()) != identity:

@@ -8,34 +8,55 @@ killed while writing leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import SelfSupError
 
+log = logging.getLogger("selfsup")
 KEEP_LAST = 2
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+class WriteError(SelfSupError):
+    """A file of the run could not be written (disk full, permission denied, read-only folder); what was
+    there before is untouched."""
+
+
+@contextlib.contextmanager
+def _written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write, moved over ``path`` only once complete: a failed or killed
+    write leaves the previous file as it was, and the failure is one line naming the file and the OS error."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except Exception as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        why = f"{exc.strerror} (errno {exc.errno})" if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise WriteError(f"cannot write {path}: {why}; the previous files are kept") from exc
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with _written_atomically(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _written_atomically(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
 
 
 def _optimizer_tensors(state: dict) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -83,6 +104,30 @@ def latest_checkpoint(folder: Path) -> Path | None:
     if not path.exists():
         raise SelfSupError(f"checkpoint {path} named by {pointer} is missing")
     return path
+
+
+def readable_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint in ``folder`` that reads back whole: the one ``latest.json`` names, or, when
+    that one (or the pointer) is truncated or unreadable, the newest older one kept, with a warning."""
+    try:
+        named = latest_checkpoint(folder)
+    except SelfSupError as exc:
+        log.warning("%s", exc)
+        named = None
+    candidates = ([named] if named is not None else []) + sorted(
+        (p for p in folder.glob("step-*.safetensors") if p != named), reverse=True)
+    for path in candidates:
+        try:
+            read_checkpoint(path)
+        except SelfSupError as exc:
+            log.warning("%s; trying the previous checkpoint", exc)
+            continue
+        if path != named and named is not None:
+            log.warning("resuming from the previous checkpoint %s instead", path)
+        return path
+    if candidates:
+        raise SelfSupError(f"no readable checkpoint in {folder} (tried {', '.join(p.name for p in candidates)})")
+    return None
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -91,6 +91,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest of every rank's ``value`` (one process: the value): ranks agree on a stop request
+    that reached only some of them."""
+    if world_size() == 1:
+        return value
+    out = torch.tensor([value], device=device)
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return int(out.item())
+
+
 def gather(x: torch.Tensor) -> torch.Tensor:
     """The rows of every rank, in rank order (R x n -> R*n rows), with gradients flowing back to
     each rank's own rows. Every rank must pass the same shape."""

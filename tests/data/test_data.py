@@ -153,3 +153,63 @@ def test_label_budgets_from_flags():
         budgets_from(FinetuneConfig(labels_per_class="1", label_fraction=0.1))
     labels = np.repeat(np.arange(3), 100)
     assert np.bincount(labels[labeled_subset(labels, 0, fraction=0.01)]).tolist() == [1, 1, 1]
+
+
+def declared_png(width: int, height: int) -> bytes:
+    """A 60-byte PNG whose header declares ``width`` x ``height`` 8-bit gray pixels (its data does not follow):
+    what a decompression bomb looks like to a reader before it decodes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+def test_an_image_declaring_more_pixels_than_the_limit_is_named_and_skipped_unread(tmp_path, caplog):
+    from selfsup.data.decode import DEFAULT_MAX_PIXELS, DecodeError, check_pixels, set_max_pixels
+
+    bomb = declared_png(100_000, 100_000)  # 10 billion pixels: 10 GB as gray if decoded
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"ok{i}.jpg").write_bytes(make_jpeg(rng))
+    (folder / "bomb.png").write_bytes(bomb)
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f.name)
+    for source in (folder, tmp_path / "images.zip"):
+        caplog.clear()
+        coll = open_source(str(source))["all"]
+        data = Prepared(coll, probe_spec(coll), progress=False)
+        assert len(data) == 3 and data.skipped == 1
+        named = [r.getMessage() for r in caplog.records if "bomb.png" in r.getMessage()]
+        assert len(named) == 1 and "declares 100,000 x 100,000 pixels, above --max-pixels 89,478,485" in named[0]
+    try:
+        set_max_pixels(1000)  # --max-pixels 1000: a 32 x 32 JPEG (1,024 pixels) is now too large
+        with pytest.raises(DecodeError, match="32 x 32 pixels"):
+            check_pixels(make_jpeg(rng))
+        set_max_pixels(0)  # no limit: the header is not read
+        check_pixels(bomb)
+    finally:
+        set_max_pixels(DEFAULT_MAX_PIXELS)
+
+
+def test_header_sizes_read_without_pillow_agree_with_pillow():
+    """The PNG/JPEG header reader behind the pixel limit gives Pillow's size on every committed image, on a
+    progressive JPEG and on a PNG, and leaves other formats to Pillow."""
+    from PIL import Image
+
+    from selfsup.data.decode import _png_or_jpeg_size
+
+    images = [data for _, data in cifar_members(8)]
+    for size, fmt, extra in (((40, 30), "PNG", {}), ((33, 17), "JPEG", {"progressive": True}), ((5, 9), "BMP", {})):
+        buffer = io.BytesIO()
+        Image.new("RGB", size).save(buffer, fmt, **extra)
+        images.append(buffer.getvalue())
+    for data in images:
+        read = _png_or_jpeg_size(data)
+        assert read is None if data[:2] == b"BM" else read == Image.open(io.BytesIO(data)).size

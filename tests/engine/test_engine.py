@@ -189,6 +189,45 @@ def test_resume_after_real_sigkill_equals_uninterrupted(tmp_path, uninterrupted)
     assert_same_state(final_state(out), uninterrupted)
 
 
+def _signalled_run(out: Path, signum: int, times: int = 1) -> tuple[subprocess.CompletedProcess, int]:
+    """RUN into ``out``, sent ``signum`` (``times`` in a row) once its first checkpoint exists; the exit code and
+    stderr, and the step the signal found."""
+    proc = subprocess.Popen(RUN + ["--out", str(out)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 120
+    while not pointer.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    for _ in range(times):
+        proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr), json.loads(pointer.read_text())["step"]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_stops_after_the_step_in_flight_with_a_checkpoint_and_resumes_exactly(tmp_path, uninterrupted,
+                                                                                       signum, code):
+    """SIGTERM (a scheduler's preemption notice) or Ctrl-C: the step in flight finishes, a checkpoint of it is
+    written, one line says where and how to go on; the resumed run ends equal to the uninterrupted one."""
+    out = tmp_path / "run"
+    stopped, step = _signalled_run(out, signum)
+    name = signal.Signals(signum).name
+    assert stopped.returncode == code, stopped.stderr
+    assert f"selfsup: stopped at step {step} by {name}; continue with --resume" in stopped.stderr.splitlines()
+    assert 3 <= step < 12 and (out / "checkpoints" / f"step-{step:06d}.safetensors").exists()
+    logged = [int(line.split(",")[0]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert not logged or max(logged) <= step  # nothing ran past the checkpoint
+    resumed = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"],
+                             env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_state(final_state(out), uninterrupted)
+
+
+def test_a_second_sigterm_stops_at_once(tmp_path):
+    stopped, _ = _signalled_run(tmp_path / "run", signal.SIGTERM, times=2)
+    assert stopped.returncode in (-signal.SIGTERM, 143), stopped.stderr  # 143 if the step ended between the two
+
+
 def test_lars_settings_are_recorded_and_survive_a_resume(tmp_path):
     """--lars-eta, --lars-clip and --warmup-fraction reach the optimizer, the run's config and its
     checkpoints, and a run killed and resumed with them ends where the uninterrupted one does."""
@@ -365,3 +404,47 @@ def test_a_pool_resident_on_the_device_gives_the_same_batches_split_across_ranks
     halves = [list(batches(data, 8, order, 3, 11, 0, DistContext(rank, 2, rank))) for rank in (0, 1)]
     for (i, x), (a, xa), (b, xb) in zip(host, *halves):
         assert torch.equal(torch.cat([a, b]), i) and torch.equal(torch.cat([xa, xb]), x)
+
+
+def test_a_failing_checkpoint_write_ends_in_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """Disk full while writing the second checkpoint: exit 1, one line naming the file and the OS error, no
+    temporary file left, and latest.json still names the first checkpoint, which loads."""
+    import errno
+
+    from conftest import run_cli
+    from selfsup.utils import checkpoint as ckpt
+
+    real_save, calls = ckpt.save_file, []
+
+    def disk_full_on_second(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 2:
+            with open(path, "wb") as f:  # a part written, then the disk fills
+                f.write(b"\0" * 100)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(ckpt, "save_file", disk_full_on_second)
+    out = tmp_path / "run"
+    result = run_cli(*RUN[3:], "--out", str(out))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("selfsup: error:")]
+    assert lines == [f"selfsup: error: cannot write {out / 'checkpoints' / 'step-000006.safetensors'}: "
+                     "No space left on device (errno 28); the previous files are kept"]
+    assert not list((out / "checkpoints").glob(".*tmp*"))
+    latest = ckpt.latest_checkpoint(out / "checkpoints")
+    assert latest.name == "step-000003.safetensors" and ckpt.read_checkpoint(latest)[1]["step"] == 3
+
+
+def test_resume_from_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    killed = subprocess.run(RUN + ["--out", str(out)], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"}, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    newest = out / "checkpoints" / "step-000006.safetensors"
+    newest.write_bytes(newest.read_bytes()[:1000])  # a disk that lost the file's tail
+    resumed = subprocess.run([sys.executable, "-m", "selfsup", "pretrain", "--resume", "--out", str(out), "--quiet"],
+                             env=ENV, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "cannot read checkpoint" in resumed.stderr and str(newest) in resumed.stderr
+    assert "resuming from the previous checkpoint" in resumed.stderr and "step-000003" in resumed.stderr
+    assert_same_state(final_state(out), uninterrupted)
