@@ -13,13 +13,14 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from typing import Any, Sequence
 
 from .config import (EvalConfig, ExportConfig, FinetuneConfig, PredictConfig, PretrainConfig, SemisupConfig, StudyConfig,
                      TrainConfig, build_config)
 from .utils.errors import ConfigError, SelfSupError
-from .utils.stop import Stopped, stop_on_signals
+from .utils.stop import SIGNALS, Stopped, stop_on_signals
 
 log = logging.getLogger("selfsup")
 S = argparse.SUPPRESS  # flags not given stay absent, so the config file's values survive
@@ -568,12 +569,25 @@ def _launch(argv: Sequence[str], args: argparse.Namespace) -> int:
                           f"wait for it, or delete {Path(cfg.out) / '.lock'} if it is gone")
     command = torchrun_command(argv, args.devices, args.nodes)
     log.info("launching %d x %d processes: %s", args.nodes, args.devices, " ".join(command[1:]))
-    workers = subprocess.Popen(command)
+    # torchrun in a session of its own, so a terminal's Ctrl-C reaches it once, through this handler, and
+    # it hands each signal to every worker once; its own exit on a signal is 128 + the signal, not a traceback.
+    workers = subprocess.Popen([sys.executable, "-c", _TORCHRUN_ON_SIGNAL, *command[3:]], start_new_session=True)
+    forward = {s: signal.signal(s, lambda signum, frame: workers.send_signal(signum)) for s in SIGNALS}
     try:
         return workers.wait()
-    except Stopped as exc:  # pass the signal on: torchrun hands it to every worker, which stop after one step
-        workers.send_signal(exc.exit_code - 128)
-        return workers.wait()
+    finally:
+        for s, handler in forward.items():
+            signal.signal(s, handler)
+
+
+_TORCHRUN_ON_SIGNAL = """import sys
+from torch.distributed.elastic.multiprocessing.api import SignalException
+from torch.distributed.run import main
+try:
+    main(sys.argv[1:])
+except SignalException as exc:
+    sys.exit(128 + int(exc.sigval))
+"""
 
 
 def _continue_hint(command: str, stopped: Stopped) -> str:

@@ -4,7 +4,9 @@ A cluster scheduler sends SIGTERM before it preempts a job (Slurm, Kubernetes: t
 grace period); Ctrl-C sends SIGINT. While a training loop runs (``deferred``), the first signal only
 records the request: the loop reads it after the step in flight, writes a checkpoint and raises
 ``Stopped``. Outside a loop nothing is in flight, so ``Stopped`` is raised at once. A second signal
-stops at once in either case (SIGINT as ``KeyboardInterrupt``, SIGTERM by the default action).
+stops at once in either case (SIGINT as ``KeyboardInterrupt``, SIGTERM by the default action), except
+that under torchrun a repeat within ``ECHO_SECONDS`` counts as the same request: a scheduler that signals
+every process of a job reaches a worker directly and again through torchrun, within milliseconds.
 Exit codes follow the shell's 128 + signal number: 130 for SIGINT, 143 for SIGTERM.
 """
 from __future__ import annotations
@@ -14,12 +16,14 @@ import logging
 import os
 import signal
 import threading
+import time
 from typing import Iterator
 
 from .errors import SelfSupError
 
 log = logging.getLogger("selfsup")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ECHO_SECONDS = 2.0
 
 
 class Stopped(SelfSupError):
@@ -35,6 +39,7 @@ class Stopped(SelfSupError):
 
 class _State:
     requested: int | None = None  # the first signal's number
+    at: float = 0.0  # when it came (time.monotonic)
     deferring: int = 0  # loops running now: a request waits for their step to end
 
 
@@ -48,12 +53,14 @@ def requested() -> int | None:
 
 def _handle(signum: int, frame: object) -> None:
     if _state.requested is not None:  # the second signal: at once
+        if "TORCHELASTIC_RUN_ID" in os.environ and time.monotonic() - _state.at < ECHO_SECONDS:
+            return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    _state.requested = signum
+    _state.requested, _state.at = signum, time.monotonic()
     if _state.deferring == 0:
         raise Stopped(signum)
     log.warning("%s received: stopping after this step (send it again to stop at once)",
@@ -88,4 +95,4 @@ def deferred() -> Iterator[None]:
         _state.deferring -= 1
 
 
-__all__ = ["Stopped", "deferred", "requested", "stop_on_signals"]
+__all__ = ["SIGNALS", "Stopped", "deferred", "requested", "stop_on_signals"]

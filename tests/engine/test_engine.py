@@ -436,6 +436,45 @@ def test_a_failing_checkpoint_write_ends_in_one_line_and_keeps_the_previous_chec
     assert latest.name == "step-000003.safetensors" and ckpt.read_checkpoint(latest)[1]["step"] == 3
 
 
+@pytest.mark.parametrize("name, error", [("encoder.safetensors", "ENOSPC"), ("result.json", "EACCES")])
+def test_a_failing_final_write_names_the_file_and_keeps_the_checkpoints(tmp_path, monkeypatch, name, error):
+    """The encoder or result.json refused at the end of pretrain (disk full, permission denied): exit 1, one
+    line naming that file and the OS error, no temporary file, and the last checkpoint still loads."""
+    import builtins
+    import errno
+
+    from conftest import run_cli
+    from selfsup.utils import checkpoint as ckpt
+
+    code = getattr(errno, error)
+    real_save, real_open = ckpt.save_file, builtins.open
+
+    def refused(path: object) -> bool:
+        return Path(str(path)).name.startswith(f".{name}.tmp")
+
+    def save(tensors, path, metadata=None):
+        if refused(path):
+            raise OSError(code, os.strerror(code))
+        return real_save(tensors, path, metadata=metadata)
+
+    def opener(path, *args, **kwargs):
+        if refused(path):
+            raise OSError(code, os.strerror(code))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt, "save_file", save)
+    monkeypatch.setattr(ckpt, "open", opener, raising=False)  # the module's own open, not pytest's
+    out = tmp_path / "run"
+    result = run_cli(*RUN[3:], "--out", str(out))
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.startswith("selfsup: error:")]
+    assert lines == [f"selfsup: error: cannot write {out / name}: {os.strerror(code)} (errno {code}); "
+                     "the previous files are kept"]
+    assert not list(out.glob(".*tmp*")) and not (out / name).exists()
+    latest = ckpt.latest_checkpoint(out / "checkpoints")
+    assert ckpt.read_checkpoint(latest)[1]["step"] == 12
+
+
 def test_resume_from_a_truncated_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, uninterrupted):
     out = tmp_path / "run"
     killed = subprocess.run(RUN + ["--out", str(out)], env={**ENV, "SELFSUP_KILL_AT_STEP": "7"}, capture_output=True)

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def encoder(tmp_path_factory) -> Path:
     return out
 
 
-def test_finetune_resumed_after_a_kill_ends_equal_to_an_uninterrupted_run(encoder, tmp_path):
+def test_finetune_resumed_after_a_kill_or_a_sigterm_ends_equal_to_an_uninterrupted_run(encoder, tmp_path):
     run = [sys.executable, "-m", "selfsup", "finetune", "--checkpoint", str(encoder), "--labeled", "digits",
            "--labels-per-class", "5", "--seeds", "1", "--lr-grid", "0.01", "--steps", "8", "--checkpoint-every", "3",
            "--quiet", "--json"]
@@ -126,3 +127,19 @@ def test_finetune_resumed_after_a_kill_ends_equal_to_an_uninterrupted_run(encode
     rows = [json.loads(p.stdout.strip().splitlines()[-1])["rows"] for p in (full, resumed)]
     assert rows[0] == rows[1]
     assert not first.exists() and (first.parent / "result.json").exists()  # finished: its result kept
+
+    # SIGTERM in the first training: its step ends, a checkpoint is written, --resume ends the same.
+    stopped = subprocess.Popen(run + ["--out", str(tmp_path / "stopped")], env=ENV, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    first = tmp_path / "stopped" / "trainings" / "lpc5-seed0" / "scratch" / "val-lr0.01" / "checkpoints"
+    while not (first / "latest.json").exists() and stopped.poll() is None:
+        time.sleep(0.005)
+    stopped.send_signal(signal.SIGTERM)
+    _, stderr = stopped.communicate(timeout=120)
+    assert stopped.returncode == 143, stderr
+    assert re.search(r"^selfsup: stopped at step \d+ by SIGTERM; continue with --resume$", stderr, re.M), stderr
+    resumed = subprocess.run([sys.executable, "-m", "selfsup", "finetune", "--checkpoint", str(encoder), "--out",
+                              str(tmp_path / "stopped"), "--resume", "--quiet", "--json"], env=ENV, capture_output=True,
+                             text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout.strip().splitlines()[-1])["rows"] == rows[0]

@@ -224,9 +224,13 @@ def test_report_renders_in_a_headless_browser(study, tmp_path):
     assert {"simclr", "rotation"} <= set(probe["rows"])
 
 
-def test_interrupted_study_resumes_to_the_same_results(study, tmp_path, monkeypatch):
-    """Kill the study after a few evaluations; the re-run finishes the rest, skips what was done,
-    and ends with the rows an uninterrupted run wrote."""
+def test_interrupted_study_resumes_to_the_same_results(study, tmp_path, monkeypatch, capsys):
+    """SIGTERM the study after a few evaluations: it exits 143 with one line saying how to go on; the
+    same command again finishes the rest, skips what was done, and ends with the rows an uninterrupted
+    run wrote."""
+    import os
+    import signal
+
     out = tmp_path / "again"
     shutil.copytree(study / "pretrain", out / "pretrain")  # reuse the pretrained encoders
     from selfsup.study import run as study_run
@@ -235,14 +239,16 @@ def test_interrupted_study_resumes_to_the_same_results(study, tmp_path, monkeypa
 
     def dies_after_three(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] > 3:
-            raise KeyboardInterrupt
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)  # the real signal, through selfsup's handler
         return real(*args, **kwargs)
 
     (out / "study.json").write_text(json.dumps({"data": "digits", "labeled": "digits", "test": None}))
     monkeypatch.setattr(study_run, "_frozen_score", dies_after_three)
     args = ["study", *STUDY, "--methods", "simclr,rotation", "--config", _config(tmp_path), "--out", str(out)]
-    assert main(args) == 130
+    assert main(args) == 143
+    assert ("selfsup: stopped by SIGTERM; run the same command again to continue (finished work is kept)"
+            in capsys.readouterr().err.splitlines())
     done = (out / "results.jsonl").read_text().splitlines()
     assert 3 <= len(done) < 35
     monkeypatch.setattr(study_run, "_frozen_score", real)

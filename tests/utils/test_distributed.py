@@ -91,6 +91,41 @@ def test_pretrain_on_two_processes_resumes_to_the_same_weights(tmp_path):
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6, msg=key)
 
 
+def test_sigterm_stops_every_rank_at_one_step_and_the_resumed_run_ends_equal(tmp_path):
+    """SIGTERM to `selfsup pretrain --devices 2` (a scheduler's preemption notice) reaches both workers
+    through torchrun; they agree on the step to stop at, rank 0 writes its checkpoint, the launcher exits
+    143 with one line, and the run resumed on 2 processes ends with the uninterrupted run's weights."""
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    steps = ("--steps", "60")
+    whole = _pretrain(tmp_path / "whole", *steps)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "stopped"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    args = ["--devices", "2", "--data", "digits", "--backbone", "small-convnet", "--steps", "60", "--batch-size", "64",
+            "--checkpoint-every", "5", "--device", "cpu", "--quiet", "--json", "--out", str(out)]
+    launcher = subprocess.Popen([sys.executable, "-m", "selfsup", "pretrain", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.time() + 300
+    while not pointer.exists() and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    launcher.send_signal(signal.SIGTERM)
+    _, stderr = launcher.communicate(timeout=300)
+    step = json.loads(pointer.read_text())["step"]
+    assert launcher.returncode == 143, stderr[-3000:]
+    assert 5 <= step < 60 and "Traceback" not in stderr
+    assert stderr.count(f"selfsup: stopped at step {step} by SIGTERM; continue with --resume") == 1  # rank 0 only
+    resumed = _pretrain(out, *steps, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = load_file(tmp_path / "whole" / "encoder.safetensors"), load_file(out / "encoder.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-6, msg=key)
+
+
 def test_deepcluster_shares_the_feature_extraction_and_clusters_as_one_process(tmp_path):
     """Each of 2 ranks extracts half the pool for DeepCluster's k-means, and the gathered features
     give the pseudo-labels one process gives: epoch 0's, clustered from the same initial weights."""
