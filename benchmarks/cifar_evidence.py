@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench-out/evidence")
     parser.add_argument("--finetune", default="", help="methods (already in the table) to fine-tune at 1/10/100 per class")
     parser.add_argument("--table", action="store_true", help="print the tables of the finished rows and stop")
+    parser.add_argument("--figure", default="", help="also draw the stored rows' label-efficiency curves into this PNG")
     args = parser.parse_args()
     out = Path(args.out)
     persist(out, args.steps, back=True, zip_path=args.zip)
@@ -174,6 +175,19 @@ def main() -> None:
             study(args.zip, out, {study_name(entry): out / "zoo" / run_folder(entry)}, "scratch,finetune")
             persist(out, args.steps, back=False, zip_path=args.zip)
     print_tables(out, args.steps)
+    if args.figure:
+        draw(out, args.steps, Path(args.figure))
+
+
+def draw(out: Path, steps: int, path: Path) -> None:
+    """The study's label-efficiency figure over every stored row: linear probe and kNN beside scratch."""
+    from selfsup.study.plots import plot_label_efficiency, source_name
+    from selfsup.study.results import summarize
+
+    rows = [json.loads(line) for line in (out / "study" / "results.jsonl").read_text().splitlines() if line.strip()]
+    zip_name = source_name(json.loads((out / "study" / "study.json").read_text())["labeled"])
+    plot_label_efficiency(summarize(rows), path, f"{zip_name}, {steps:,} pretraining steps: test accuracy against labels")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,9 @@ def _generated_flags(p: argparse.ArgumentParser, config: type) -> None:
 
     taken = {a.dest for a in p._actions}
     hints, helps = typing.get_type_hints(config), setting_help(config)
+    for action in p._actions:  # a hand-written flag without help takes its setting's
+        if action.help is None and action.dest in helps:
+            action.help = helps[action.dest]
     for f in dataclasses.fields(config):
         hint = hints[f.name]
         if f.name in taken or "dict" in str(hint):
@@ -145,7 +148,7 @@ def _eval_command(sub: Any) -> None:
     """The `eval` command and its flags."""
     p = sub.add_parser("eval", help="score frozen features: knn or linear",
                        description="Frozen-feature evaluation of a pretrained encoder on labeled data.")
-    p.add_argument("protocol", choices=["knn", "linear"])
+    p.add_argument("protocol", choices=["knn", "linear"], help="weighted kNN or a linear probe on frozen features")
     _common(p)
     p.add_argument("--checkpoint", default=S, metavar="PATH", help="run folder or encoder/checkpoint file")
     _data_flags(p, EvalConfig)
@@ -167,7 +170,7 @@ def _finetune_command(sub: Any) -> None:
     p = sub.add_parser("finetune", help="fine-tune vs scratch on few labels",
                        description="Fine-tune the pretrained encoder and the same model from scratch on labeled subsets.")
     _common(p)
-    p.add_argument("--checkpoint", default=S, metavar="PATH")
+    p.add_argument("--checkpoint", default=S, metavar="PATH", help="the pretrained run folder or encoder file")
     _data_flags(p, FinetuneConfig)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--labels-per-class", default=S, metavar="LIST", help="e.g. 1,10,all (default 1,10)")
@@ -269,12 +272,12 @@ def _semisup_command(sub: Any) -> None:
                                    "reports test accuracy.")
     _common(p)
     _data_flags(p, SemisupConfig)
-    p.add_argument("--method", default=S, choices=["uda", "fixmatch"])
+    p.add_argument("--method", default=S, choices=["uda", "fixmatch"], help="the consistency method")
     p.add_argument("--method-arg", action="append", default=S, metavar="KEY=VALUE", dest="method_args",
                    help="e.g. threshold=0.95, weight=1, temperature=0.4 (UDA), tsa=exp|log|linear|null (UDA)")
     p.add_argument("--checkpoint", default=S, metavar="PATH", help="start from this encoder (default: random weights)")
     p.add_argument("--backbone", default=S, help="backbone when there is no checkpoint (default resnet18)")
-    p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"])
+    p.add_argument("--stem", default=S, choices=["auto", "imagenet", "small"], help="auto: small for inputs <= 64 px")
     p.add_argument("--labels-per-class", default=S, metavar="N", help="one budget: N or all (default 10)")
     p.add_argument("--seed", type=int, default=S, help="picks the labeled subset (the study's for that seed)")
     p.add_argument("--steps", type=int, default=S, help="optimizer steps (default 1000)")
@@ -283,7 +286,7 @@ def _semisup_command(sub: Any) -> None:
     p.add_argument("--batch-size", type=int, default=S, help="labeled images per step (default 64)")
     p.add_argument("--unlabeled-ratio", type=int, default=S,
                    help="unlabeled images per labeled one, μ (default: FixMatch 7, UDA 5; 0: the supervised baseline)")
-    p.add_argument("--lr", type=float, default=S)
+    p.add_argument("--lr", type=float, default=S, help="peak learning rate (cosine decay lr·cos(7πk/16K))")
     p.add_argument("--checkpoint-every", type=int, default=S, metavar="STEPS")
     p.add_argument("--out", default=S, metavar="DIR")
     p.add_argument("--resume", action="store_true", default=S, help="continue the run in --out")
@@ -462,7 +465,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> dict:
     if args.command == "methods":
         from .methods import METHODS
 
-        return {"methods": [{"name": n, "paper": METHODS.get(n).paper, "defaults": _recipe(METHODS.get(n))}
+        return {"methods": [{"name": n, "family": METHODS.get(n).family, "paper": METHODS.get(n).paper, "defaults": _recipe(METHODS.get(n))}
                             for n in METHODS.names()]}
     raise ConfigError(f"unknown command {args.command}")
 

@@ -112,27 +112,27 @@ class PretrainConfig(DataConfig):
     vocab_size: int | None = setting(None, {"range": Range(6)})  # text: the tokenizer's vocabulary (default 8000; word2vec's words: 20000)
     frames: int | None = setting(None, AT_LEAST_1)  # video: frames per clip (default 16)
     frame_stride: int | None = setting(None, AT_LEAST_1)  # video: a clip takes every n-th frame (default 2)
-    epochs: float | None = setting(None, POSITIVE)
-    steps: int | None = setting(None, AT_LEAST_1)
+    epochs: float | None = setting(None, POSITIVE)  # passes over the pool (one of epochs, steps, time limit; default 100 epochs)
+    steps: int | None = setting(None, AT_LEAST_1)  # optimizer steps (one of epochs, steps, time limit)
     time_limit: float | None = setting(None, POSITIVE)  # seconds, turned into a step count up front
-    batch_size: int = setting(256, AT_LEAST_1)
+    batch_size: int = setting(256, AT_LEAST_1)  # images per step (the global batch under torchrun)
     lr: float | None = setting(None, NON_NEGATIVE)  # base learning rate (x batch/256); default: the method's
-    optimizer: Literal["sgd", "adamw", "lars"] | None = None
-    weight_decay: float | None = setting(None, NON_NEGATIVE)
-    momentum: float | None = setting(None, FRACTION)
+    optimizer: Literal["sgd", "adamw", "lars"] | None = None  # default: the method's
+    weight_decay: float | None = setting(None, NON_NEGATIVE)  # default: the method's
+    momentum: float | None = setting(None, FRACTION)  # SGD and LARS momentum (default: the method's, 0.9)
     warmup_fraction: float | None = setting(None, FRACTION)
     grad_clip: float | None = setting(None, POSITIVE)
     lars_eta: float | None = setting(None, POSITIVE)  # LARS's trust coefficient; default: the method's (0.001)
     lars_clip: bool | None = None  # LARS steps min(η‖w‖, lr‖g‖); default: the method's (off)
     method_args: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
+    seed: int = 0  # seeds data order, views and initialization
     device: str = "auto"
     precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # default: on for CUDA
     compile: bool = False  # torch.compile the backbone (pays on GPUs for long runs; slow first steps)
-    checkpoint_every: int = setting(500, AT_LEAST_1)
-    log_every: int = setting(10, AT_LEAST_1)
-    out: str = "runs/pretrain"
+    checkpoint_every: int = setting(500, AT_LEAST_1)  # steps between checkpoints
+    log_every: int = setting(10, AT_LEAST_1)  # steps between metrics.csv rows
+    out: str = "runs/pretrain"  # the run folder
     show_batch: str | None = None  # PNG of one batch of the pretext task (written at the start and the end)
     resume: bool = False
     overwrite: bool = False
@@ -145,16 +145,16 @@ class EvalConfig(DataConfig):
     checkpoint: str | None = None
     k: int = setting(200, AT_LEAST_1)
     temperature: float = setting(0.1, POSITIVE)
-    batch_size: int = setting(256, AT_LEAST_1)
+    batch_size: int = setting(256, AT_LEAST_1)  # images per forward pass
     device: str = "auto"
-    seed: int = 0
+    seed: int = 0  # seeds data order, views and initialization
     layer: str | None = None  # probe this inner module's pooled output (e.g. layer3) instead of the final features
     patch_grid: int | None = setting(None, AT_LEAST_1)  # features averaged over a grid x grid of cells, each read alone
 
 
 @dataclass
 class FinetuneConfig(DataConfig):
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation"] = "classification"  # the downstream task
     labeled: str | None = None  # labeled training set
     labeled_images: str | None = None  # segmentation: budgets in labeled images, e.g. 1,2,5,all (default 1,2,5)
     crop_size: int | None = setting(None, {"range": Range(8)})  # segmentation: the side of training crops and inference windows (default 256, at most the smallest image)
@@ -164,9 +164,9 @@ class FinetuneConfig(DataConfig):
     label_fraction: float | None = setting(None, {"range": Range(0, 1, open_low=True)})
     seeds: int = setting(3, AT_LEAST_1)
     steps: int = setting(200, AT_LEAST_1)  # optimizer steps of each downstream training
-    batch_size: int = setting(64, AT_LEAST_1)
+    batch_size: int = setting(64, AT_LEAST_1)  # labeled images per step
     lr_grid: list[float] = setting(meta=POSITIVE, factory=list)  # backbone, head x10; empty: images 0.001,0.003,0.01 (SGD), text 1e-4,3e-4,1e-3 (AdamW)
-    weight_decay: float = setting(5e-4, NON_NEGATIVE)
+    weight_decay: float = setting(5e-4, NON_NEGATIVE)  # SGD weight decay of each training
     val_fraction: float = setting(0.2, SHARE)  # of the labeled subset, for picking the learning rate
     head_init: Literal["random", "probe"] = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
     device: str = "auto"
@@ -180,7 +180,7 @@ class FinetuneConfig(DataConfig):
 class TrainConfig(DataConfig):
     """``selfsup train``: one downstream model, fine-tuned (or a linear head on the frozen encoder)."""
 
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation"] = "classification"  # the downstream task
     labeled: str | None = None  # labeled training set
     image_size: int | None = setting(None, AT_LEAST_1)  # classification without --checkpoint: input side (default: native up to 64 px, else 224)
     crop_size: int | None = setting(None, {"range": Range(8)})  # segmentation: the side of training crops and inference windows (default 256, at most the smallest image)
@@ -195,9 +195,9 @@ class TrainConfig(DataConfig):
     label_fraction: float | None = setting(None, {"range": Range(0, 1, open_low=True)})
     seed: int = 0  # the labeled subset, the validation split and the training's randomness
     steps: int = setting(200, AT_LEAST_1)  # optimizer steps of each training
-    batch_size: int = setting(64, AT_LEAST_1)
+    batch_size: int = setting(64, AT_LEAST_1)  # labeled images per step
     lr_grid: list[float] = setting(meta=POSITIVE, factory=list)  # backbone, head x10; empty: 0.001,0.003,0.01 (SGD)
-    weight_decay: float = setting(5e-4, NON_NEGATIVE)
+    weight_decay: float = setting(5e-4, NON_NEGATIVE)  # SGD weight decay of each training
     val_fraction: float = setting(0.2, SHARE)  # of the labeled subset, for picking the learning rate
     head_init: Literal["random", "probe"] = "random"  # random, or probe (LP-FT: the head starts as a fitted linear probe)
     device: str = "auto"
@@ -216,7 +216,7 @@ class PredictConfig(Checked):
     split: Literal["auto", "test", "train", "all"] = "auto"  # auto: a source's test part when it has one (or the model's held-out split), else all
     out: str | None = None  # the CSV (default MODEL/predictions.csv); segmentation: the folder of masks (default MODEL/predictions/)
     probabilities: bool = False  # segmentation: also each image's class probabilities (NAME.npy, K x H x W float16)
-    batch_size: int = setting(256, AT_LEAST_1)
+    batch_size: int = setting(256, AT_LEAST_1)  # images per forward pass
     num_workers: int = setting(2, NON_NEGATIVE)  # DataLoader workers for streamed (large) images
     strict: bool = False  # fail on the first unreadable file instead of skipping it
     max_pixels: int = setting(89_478_485, NON_NEGATIVE)  # images declaring more (width x height) are skipped unread; 0: no limit
@@ -246,19 +246,19 @@ class SemisupConfig(DataConfig):
     backbone: str = "resnet18"  # when there is no checkpoint
     stem: Stem = "auto"
     labels_per_class: str = "10"  # one budget; the study's balanced subset for --seed
-    seed: int = 0
+    seed: int = 0  # seeds data order, views and initialization
     steps: int | None = setting(None, AT_LEAST_1)  # default 1000, or as many as --time-limit allows
     time_limit: float | None = setting(None, POSITIVE)  # seconds of the whole run, turned into a step count up front
     batch_size: int = setting(64, AT_LEAST_1)  # labeled images per step (FixMatch: 64)
     unlabeled_ratio: int | None = setting(None, NON_NEGATIVE)  # μ, unlabeled images per labeled one; default the method's (7, UDA 5); 0: supervised only
     lr: float = setting(0.03, NON_NEGATIVE)
-    momentum: float = setting(0.9, FRACTION)
-    weight_decay: float = setting(5e-4, NON_NEGATIVE)
+    momentum: float = setting(0.9, FRACTION)  # SGD momentum
+    weight_decay: float = setting(5e-4, NON_NEGATIVE)  # SGD weight decay of each training
     ema_decay: float | None = setting(None, FRACTION)  # default: the method's (FixMatch 0.999, UDA none)
-    checkpoint_every: int = setting(500, AT_LEAST_1)
-    log_every: int = setting(10, AT_LEAST_1)
+    checkpoint_every: int = setting(500, AT_LEAST_1)  # steps between checkpoints
+    log_every: int = setting(10, AT_LEAST_1)  # steps between metrics.csv rows
     device: str = "auto"
-    out: str = "runs/semisup"
+    out: str = "runs/semisup"  # the run folder
     resume: bool = False
     overwrite: bool = False
 
@@ -267,7 +267,7 @@ class SemisupConfig(DataConfig):
 class StudyConfig(DataConfig):
     """``selfsup study``: methods x label budgets x seeds x evaluations, and the report."""
 
-    task: Literal["classification", "segmentation"] = "classification"
+    task: Literal["classification", "segmentation"] = "classification"  # the downstream task
     data: str | None = None  # unlabeled pool
     labeled: str | None = None  # labeled training set
     labeled_images: str | None = None  # segmentation: budgets in labeled images, e.g. 1,2,5,all (default 1,2,5)
@@ -282,24 +282,24 @@ class StudyConfig(DataConfig):
     baselines: str = "scratch"  # reference rows on the same subsets: scratch, imagenet (published weights fine-tuned), or a weights file
     backbone: str | None = None  # every pretraining's backbone; default: each method's
     pretrain_steps: int | None = setting(None, AT_LEAST_1)  # the pretraining budget of every method (default: pretrain's)
-    pretrain_epochs: float | None = setting(None, POSITIVE)
-    pretrain_batch_size: int | None = setting(None, AT_LEAST_1)
+    pretrain_epochs: float | None = setting(None, POSITIVE)  # the pretraining epochs of every method
+    pretrain_batch_size: int | None = setting(None, AT_LEAST_1)  # the pretraining batch size of every method
     pretrain: dict[str, Any] = field(default_factory=dict)  # other pretrain keys shared by every method
     per_method: dict[str, Any] = field(default_factory=dict)  # METHOD: {pretrain keys}, e.g. views
     finetune_steps: int = setting(200, AT_LEAST_1)  # optimizer steps of every scratch and fine-tuning run
     semisup_steps: int | None = setting(None, AT_LEAST_1)  # steps of every semi-supervised run (uda, fixmatch, NAME+fixmatch); default finetune_steps
     semisup_batch_size: int | None = setting(None, AT_LEAST_1)  # labeled images per semi-supervised step; default finetune_batch_size
     semisup_labels_per_class: str | None = None  # the budgets with semi-supervised rows; default every budget
-    finetune_batch_size: int = setting(64, AT_LEAST_1)
+    finetune_batch_size: int = setting(64, AT_LEAST_1)  # labeled images per step of every scratch and fine-tuning run
     lr_grid: list[float] = setting(meta=POSITIVE, factory=list)  # backbone, head x10; empty: images 0.001,0.003,0.01 (SGD), text 1e-4,3e-4,1e-3 (AdamW)
-    finetune_weight_decay: float = setting(5e-4, NON_NEGATIVE)
+    finetune_weight_decay: float = setting(5e-4, NON_NEGATIVE)  # SGD weight decay of every scratch and fine-tuning run
     val_fraction: float = setting(0.2, SHARE)  # of the labeled subset, for picking the learning rate
-    knn_k: int = setting(200, AT_LEAST_1)
-    knn_temperature: float = setting(0.1, POSITIVE)
+    knn_k: int = setting(200, AT_LEAST_1)  # neighbours of the kNN evaluation (at most the labels)
+    knn_temperature: float = setting(0.1, POSITIVE)  # temperature of the kNN votes, exp(cos/T)
     map_points: int = setting(2000, AT_LEAST_1)  # test points in each t-SNE map
     seed: int = 0  # pretraining seed (the subsets' seeds are 0..seeds-1)
     device: str = "auto"
-    out: str = "study"
+    out: str = "study"  # the study folder
     overwrite: bool = False
 
 

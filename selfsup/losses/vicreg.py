@@ -32,8 +32,8 @@ class VICRegLoss(nn.Module):
     ``F.mse_loss``); v and c as in ``variance_term`` and ``covariance_term``, summed over the two
     branches as equation 6 and the paper's Algorithm 1 write it. The reference code averages the
     two variance terms (halving μ's weight against s) but sums the covariance terms; selfsup keeps
-    the paper's sum on purpose: it is the written definition, and the measured CIFAR-10 row
-    (BENCHMARKS §2b) was trained with it.
+    the paper's sum on purpose: it is the written definition, and selfsup's measured CIFAR-10
+    results were trained with it.
     Defaults are the paper's: λ = μ = 25, ν = 1, γ = 1, ε = 1e-4.
 
     Shapes: z1, z2: N x D with N > 1; returns a scalar.

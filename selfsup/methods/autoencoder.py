@@ -26,6 +26,7 @@ class Autoencoder(Method):
     """
 
     name = "autoencoder"
+    family = "pretext tasks"
     paper = "Hinton & Salakhutdinov 2006, Reducing the Dimensionality of Data with Neural Networks"
     minimum_images = 115_200
     recipe = Recipe(**_AE_RECIPE)
@@ -74,6 +75,7 @@ class DenoisingAutoencoder(Autoencoder):
     """
 
     name = "denoising_autoencoder"
+    family = "pretext tasks"
     paper = "Vincent et al. 2008, Extracting and Composing Robust Features with Denoising Autoencoders"
     minimum_images = 115_200
     recipe = Recipe(**_AE_RECIPE)
@@ -100,6 +102,7 @@ class Inpainting(Method):
     """
 
     name = "inpainting"
+    family = "pretext tasks"
     paper = "Pathak et al. 2016, Context Encoders: Feature Learning by Inpainting"
     minimum_images = 1_036_800
     recipe = Recipe(**_AE_RECIPE)

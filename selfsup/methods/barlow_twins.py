@@ -22,6 +22,7 @@ class BarlowTwins(Method):
     """
 
     name = "barlow_twins"
+    family = "non-contrastive"
     paper = "Zbontar et al. 2021, Barlow Twins: Self-Supervised Learning via Redundancy Reduction"
     minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 1000, views="byol")

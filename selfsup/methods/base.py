@@ -116,6 +116,7 @@ class Panel:
 class Method(nn.Module):
     name: ClassVar[str]
     paper: ClassVar[str]
+    family: ClassVar[str] = ""  # the docs' grouping: contrastive, non-contrastive, pretext tasks, ...
     recipe: ClassVar[Recipe]
     needs_indices: ClassVar[bool] = False  # forward also receives ``indices=`` (pool rows, for memory banks)
     multi_crop: ClassVar[bool] = False  # uses every view of its preset, local crops included
@@ -141,7 +142,7 @@ class Method(nn.Module):
     logging_step: bool
 
     # The fewest images seen (steps x batch) at which the method's default command was measured to beat
-    # random weights by 2 kNN points on CIFAR-10 (ResNet-18, section 2b of BENCHMARKS.md); a shorter run
+    # random weights by 2 kNN points on CIFAR-10 (ResNet-18, batch 256); a shorter run
     # says so when it starts. None: not measured to pass (see ``budget_note``, said at every start).
     minimum_images: ClassVar[int | None] = None
     budget_note: ClassVar[str] = ""

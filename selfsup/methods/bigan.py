@@ -29,6 +29,7 @@ class BiGAN(AdversarialMethod):
     """
 
     name = "bigan"
+    family = "GANs"
     paper = "Donahue et al. 2017, Adversarial Feature Learning (BiGAN); Dumoulin et al. 2017 (ALI)"
     recipe = Recipe(**GAN_RECIPE)
 

@@ -36,6 +36,7 @@ class BYOL(Method):
     """
 
     name = "byol"
+    family = "non-contrastive"
     paper = "Grill et al. 2020, Bootstrap Your Own Latent"
     minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol")

@@ -26,6 +26,7 @@ class ClipContrastive(VideoMethod):
     """
 
     name = "clip_contrastive"
+    family = "video"
     paper = "Qian et al. 2021, Spatiotemporal Contrastive Video Representation Learning"
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar", backbone="frames:resnet18")
     collapse_prone = True

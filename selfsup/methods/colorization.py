@@ -37,6 +37,7 @@ class Colorization(Method):
     """
 
     name = "colorization"
+    family = "pretext tasks"
     paper = "Zhang et al. 2016, Colorful Image Colorization"
     minimum_images = 345_600
     recipe = Recipe(optimizer="adamw", base_lr=3e-4, weight_decay=1e-3, warmup_fraction=0.0, views="pretext")

@@ -30,6 +30,7 @@ class CorruptionClassification(Method):
     """
 
     name = "corruption"
+    family = "pretext tasks"
     paper = "Hendrycks et al. 2019, Using Self-Supervised Learning Can Improve Model Robustness and Uncertainty"
     budget_note = ("its kNN was measured under random weights at every budget tried (to 345,600 images seen, "
                    "CIFAR-10, ResNet-18); its linear probe passes")

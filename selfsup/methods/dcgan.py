@@ -29,6 +29,7 @@ class DCGAN(AdversarialMethod):
     """
 
     name = "dcgan"
+    family = "GANs"
     paper = "Radford et al. 2016, Unsupervised Representation Learning with Deep Convolutional GANs"
     minimum_images = 345_600
     recipe = Recipe(**GAN_RECIPE)

@@ -65,6 +65,7 @@ class DeepCluster(Method):
     """
 
     name = "deepcluster"
+    family = "clustering and distillation"
     paper = "Caron et al. 2018, Deep Clustering for Unsupervised Learning of Visual Features"
     minimum_images = 115_200
     recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-5, warmup_fraction=0.0, views="crop-flip")

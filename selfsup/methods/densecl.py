@@ -36,6 +36,7 @@ class DenseCL(Method):
     """
 
     name = "densecl"
+    family = "contrastive"
     paper = "Wang et al. 2021, Dense Contrastive Learning for Self-Supervised Visual Pre-Training"
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",
                     sync_batchnorm=False)  # shuffling BN needs per-device statistics

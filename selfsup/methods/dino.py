@@ -63,6 +63,7 @@ class DINO(Method):
     """
 
     name = "dino"
+    family = "clustering and distillation"
     paper = "Caron et al. 2021, Emerging Properties in Self-Supervised Vision Transformers"
     minimum_images = 345_600
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.1, views="dino")

@@ -60,6 +60,7 @@ class DirectPred(BYOL):
     """
 
     name = "directpred"
+    family = "non-contrastive"
     paper = "Tian, Chen, Ganguli 2021, Understanding Self-supervised Learning Dynamics without Contrastive Pairs"
     minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1.5e-6, warmup_fraction=10 / 300, views="byol")

@@ -29,6 +29,7 @@ class FrameBetween(VideoMethod):
     """
 
     name = "frame_between"
+    family = "video"
     paper = "Misra et al. 2016 (triplet verification); frame-between variant"
     recipe = VIDEO_RECIPE
 

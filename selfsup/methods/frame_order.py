@@ -27,6 +27,7 @@ class FrameOrder(VideoMethod):
     """
 
     name = "frame_order"
+    family = "video"
     paper = "Misra et al. 2016, Shuffle and Learn: Unsupervised Learning using Temporal Order Verification"
     recipe = VIDEO_RECIPE
 

@@ -31,6 +31,7 @@ class Jigsaw(Method):
     """
 
     name = "jigsaw"
+    family = "pretext tasks"
     paper = "Noroozi & Favaro 2016, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles"
     minimum_images = 115_200
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")

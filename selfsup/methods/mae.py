@@ -45,6 +45,7 @@ class MAE(Method):
     """
 
     name = "mae"
+    family = "pretext tasks"
     paper = "He et al. 2022, Masked Autoencoders Are Scalable Vision Learners"
     minimum_images = 115_200
     recipe = Recipe(optimizer="adamw", base_lr=1.5e-4, weight_decay=0.05, warmup_fraction=0.05, views="mae",

@@ -27,6 +27,7 @@ class MaskedLM(TextMethod):
     """
 
     name = "mlm"
+    family = "text"
     paper = "Devlin et al. 2019, BERT: Pre-training of Deep Bidirectional Transformers for Language Understanding"
     recipe = TRANSFORMER_RECIPE
 

@@ -47,6 +47,7 @@ class MoCoV2(Method):
     """
 
     name = "moco_v2"
+    family = "contrastive"
     paper = "He et al. 2020 / Chen et al. 2020, Momentum Contrast (v2: Improved Baselines)"
     minimum_images = 345_600
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2",

@@ -28,6 +28,7 @@ class MoCoV3(Method):
     """
 
     name = "moco_v3"
+    family = "contrastive"
     paper = "Chen, Xie, He 2021, An Empirical Study of Training Self-Supervised Vision Transformers"
     minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_fraction=0.1, views="byol")

@@ -33,6 +33,7 @@ class NextFrame(VideoMethod):
     """
 
     name = "next_frame"
+    family = "video"
     paper = "van den Oord et al. 2018 (CPC); Han et al. 2019, Video Representation Learning by Dense Predictive Coding"
     recipe = VIDEO_RECIPE
     collapse_prone = True  # features are contrasted, as in the joint-embedding methods

@@ -27,6 +27,7 @@ class NextToken(TextMethod):
     """
 
     name = "next_token"
+    family = "text"
     paper = "Radford et al. 2018, Improving Language Understanding by Generative Pre-Training (GPT)"
     recipe = TRANSFORMER_RECIPE
 

@@ -29,6 +29,7 @@ class NNCLR(Method):
     """
 
     name = "nnclr"
+    family = "contrastive"
     paper = "Dwibedi et al. 2021, With a Little Help from My Friends: Nearest-Neighbor Contrastive Learning"
     minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol")

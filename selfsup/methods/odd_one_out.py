@@ -27,6 +27,7 @@ class OddOneOut(VideoMethod):
     """
 
     name = "odd_one_out"
+    family = "video"
     paper = "Fernando et al. 2017, Self-Supervised Video Representation Learning With Odd-One-Out Networks"
     recipe = VIDEO_RECIPE
 

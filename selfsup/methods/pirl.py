@@ -39,6 +39,7 @@ class PIRL(Method):
     """
 
     name = "pirl"
+    family = "contrastive"
     paper = "Misra & van der Maaten 2020, Self-Supervised Learning of Pretext-Invariant Representations"
     minimum_images = 345_600
     recipe = Recipe(optimizer="sgd", base_lr=0.03, weight_decay=1e-4, warmup_fraction=0.0, views="simclr-cifar")

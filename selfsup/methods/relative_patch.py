@@ -42,6 +42,7 @@ class RelativePatch(Method):
     """
 
     name = "relative_patch"
+    family = "pretext tasks"
     paper = "Doersch et al. 2015, Unsupervised Visual Representation Learning by Context Prediction"
     minimum_images = 115_200
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")

@@ -23,6 +23,7 @@ class Rotation(Method):
     """
 
     name = "rotation"
+    family = "pretext tasks"
     paper = "Gidaris et al. 2018, Unsupervised Representation Learning by Predicting Image Rotations"
     minimum_images = 1_036_800
     recipe = Recipe(optimizer="sgd", base_lr=0.1, weight_decay=5e-4, warmup_fraction=0.0, views="pretext")

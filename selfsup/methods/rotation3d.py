@@ -24,6 +24,7 @@ class Rotation3D(VolumeMethod):
     """
 
     name = "rotation3d"
+    family = "3D volumes"
     paper = "Taleb et al. 2020, 3D Self-Supervised Methods for Medical Imaging (3D rotation prediction)"
     recipe = VOLUME_RECIPE
 

@@ -28,6 +28,7 @@ class RubikCube(VolumeMethod):
     """
 
     name = "rubik_cube"
+    family = "3D volumes"
     paper = "Zhuang et al. 2019, Self-supervised Feature Learning for 3D Medical Images by Playing a Rubik's Cube"
     recipe = VOLUME_RECIPE
 

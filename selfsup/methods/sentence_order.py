@@ -27,6 +27,7 @@ class SentenceOrder(TextMethod):
     """
 
     name = "sentence_order"
+    family = "text"
     paper = "Lan et al. 2020, ALBERT: A Lite BERT for Self-supervised Learning of Language Representations (SOP)"
     recipe = TRANSFORMER_RECIPE
 

@@ -23,6 +23,7 @@ class SimCLR(Method):
     """
 
     name = "simclr"
+    family = "contrastive"
     paper = "Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations"
     minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")

@@ -25,6 +25,7 @@ class SimCLR3D(VolumeMethod):
     """
 
     name = "simclr3d"
+    family = "3D volumes"
     paper = "Chen et al. 2020 (SimCLR) with 3D views (Taleb et al. 2020)"
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="volume-simclr", backbone="small-convnet3d")
     collapse_prone = True

@@ -29,6 +29,7 @@ class SimSiam(Method):
     constant_lr = ("prediction",)  # the optimizer's groups for these modules skip the lr decay
 
     name = "simsiam"
+    family = "non-contrastive"
     paper = "Chen & He 2021, Exploring Simple Siamese Representation Learning"
     minimum_images = 345_600
     recipe = Recipe(optimizer="sgd", base_lr=0.05, weight_decay=1e-4, warmup_fraction=0.0, views="mocov2")

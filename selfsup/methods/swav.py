@@ -38,6 +38,7 @@ class SwAV(Method):
     """
 
     name = "swav"
+    family = "clustering and distillation"
     paper = "Caron et al. 2020, Unsupervised Learning of Visual Features by Contrasting Cluster Assignments"
     minimum_images = 345_600
     recipe = Recipe(optimizer="lars", base_lr=0.6, weight_decay=1e-6, warmup_fraction=0.0, views="swav")

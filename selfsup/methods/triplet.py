@@ -26,6 +26,7 @@ class Triplet(Method):
     """
 
     name = "triplet"
+    family = "contrastive"
     paper = "Schroff et al. 2015, FaceNet (triplet margin loss, semi-hard mining) on two views"
     minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.3, weight_decay=1e-6, views="simclr-cifar")

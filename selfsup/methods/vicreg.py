@@ -21,6 +21,7 @@ class VICReg(Method):
     """
 
     name = "vicreg"
+    family = "non-contrastive"
     paper = "Bardes et al. 2022, VICReg: Variance-Invariance-Covariance Regularization"
     minimum_images = 115_200
     recipe = Recipe(optimizer="lars", base_lr=0.2, weight_decay=1e-6, warmup_fraction=10 / 1000, views="byol")

@@ -33,6 +33,7 @@ class Word2Vec(TextMethod):
     """
 
     name = "word2vec"
+    family = "text"
     paper = "Mikolov et al. 2013, Distributed Representations of Words and Phrases (skip-gram, negative sampling)"
     tokenizer = "word"
     recipe = Recipe(optimizer="sgd", base_lr=25.0, weight_decay=0.0, warmup_fraction=0.0, views="text",

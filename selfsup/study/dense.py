@@ -46,7 +46,7 @@ from ..utils.errors import ConfigError
 from ..utils.runtime import resolve_device
 from ..utils.segmetrics import confusion, scores
 from ..views import Normalization
-from .plots import plot_label_efficiency, plot_overlays
+from .plots import plot_label_efficiency, plot_overlays, source_name
 from .report import environment, write_report
 from .results import ResultLog, budget_name, summarize, write_tables
 from .run import Encoder, _baseline_weights, _guard_out, _names, _pretrained, check_baselines, row_name
@@ -214,7 +214,7 @@ def _report(cfg: StudyConfig, out: Path, rows: list[dict[str, Any]], train: Mask
             started: float) -> dict[str, Any]:
     """results.csv/json, the curve, the overlays and report.html."""
     summary = summarize(rows)
-    plot_label_efficiency(summary, out / "label_efficiency.png", f"{cfg.labeled or cfg.data}: test mean IoU",
+    plot_label_efficiency(summary, out / "label_efficiency.png", f"{source_name(cfg.labeled or cfg.data)}: test mean IoU",
                           ylabel="test mean IoU (%)", xlabel="labeled images")
     overlays = _overlays(rows, test, out)
     timings["study (this run)"] = time.perf_counter() - started

@@ -21,6 +21,11 @@ def _pyplot():
     return plt
 
 
+def source_name(source: str) -> str:
+    """A data source as a figure names it: the file or folder's own name, never the machine's path to it."""
+    return Path(str(source).rstrip("/")).name or str(source)
+
+
 def plot_label_efficiency(summary: list[Summary], path: Path, title: str = "", ylabel: str = "test accuracy (%)",
                           xlabel: str = "labeled examples") -> Path:
     """Test accuracy (or another score) against labels (log axis): one panel per evaluation, one line per

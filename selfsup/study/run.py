@@ -53,7 +53,7 @@ from ..methods import METHODS
 from ..semisup.methods import SEMISUP_METHODS
 from ..semisup.train import semisup_accuracy, unlabeled_pool
 from ..views import Normalization
-from .plots import plot_embedding_maps, plot_label_efficiency, tsne_2d
+from .plots import plot_embedding_maps, plot_label_efficiency, source_name, tsne_2d
 from .report import environment, write_report
 from .results import EVALUATIONS, ResultLog, budget_name, summarize, write_tables
 
@@ -483,7 +483,7 @@ def _report(study: Study, plan: Plan, rows: list[dict[str, Any]], diagnostics: d
     plot_embedding_maps(maps, study.train_c.classes, out / "embedding_map.png")
     study.timings["embedding maps"] = time.perf_counter() - t0
     summary = summarize(rows)
-    plot_label_efficiency(summary, out / "label_efficiency.png", f"{plan.labeled}: test accuracy against labels")
+    plot_label_efficiency(summary, out / "label_efficiency.png", f"{source_name(plan.labeled)}: test accuracy against labels")
     study.timings["study (this run)"] = time.perf_counter() - started
     study.save_timings()
     unit = "texts" if study.text else "images"
