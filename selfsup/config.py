@@ -128,7 +128,7 @@ class PretrainConfig(DataConfig):
     seed: int = 0  # seeds data order, views and initialization
     device: str = "auto"
     precision: Precision = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None  # default: on for CUDA
+    channels_last: bool | None = None  # NHWC tensors; default: on for convolutional image backbones (faster on CPUs and CUDA)
     compile: bool = False  # torch.compile the backbone (pays on GPUs for long runs; slow first steps)
     checkpoint_every: int = setting(500, AT_LEAST_1)  # steps between checkpoints
     log_every: int = setting(10, AT_LEAST_1)  # steps between metrics.csv rows

@@ -98,9 +98,8 @@ class _Exploding(Method):
         return {"loss": loss * float("nan") if self.calls > 2 else loss}
 
 
-def test_non_finite_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
-    if "exploding-test" not in METHODS:
-        METHODS.register("exploding-test")(_Exploding)
+def test_non_finite_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(METHODS._entries, "exploding-test", _Exploding)  # registered for this test only
     out = tmp_path / "run"
     code = main(["pretrain", *TINY, "--method", "exploding-test", "--checkpoint-every", "1", "--out", str(out)])
     assert code == 3

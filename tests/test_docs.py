@@ -68,6 +68,8 @@ def test_every_method_is_on_its_family_page_with_every_argument():
     pages = docs_hooks.generated_pages()
     for name in METHODS.names():
         cls = METHODS.get(name)
+        if not cls.__module__.startswith("selfsup."):  # registered by another test
+            continue
         assert cls.family in docs_hooks.FAMILIES, f"{name}: family {cls.family!r} has no docs page"
         page = pages[f"methods/{docs_hooks.FAMILIES[cls.family][0]}.md"]
         assert f"## `{name}` {{#{name}}}" in page

@@ -188,7 +188,8 @@ class Loop:
         items = iter(batches) if batches is not None else None
         with stop.deferred():
             try:
-                for step in range(start, self.total_steps):
+                step = start
+                while step < self.total_steps:  # the count may be re-planned by an after-step hook
                     batch = next(items) if items is not None else None
                     lr_now = self.lr_at(step)
                     set_learning_rates(self.optimizer, self.peak_lr, lr_now)
@@ -197,6 +198,7 @@ class Loop:
                     for hook in self.after_step:
                         hook(step)
                     done = step + 1
+                    bar.total = self.total_steps
                     bar.update(1)
                     if logging and self.logger is not None:
                         now = time.perf_counter()
@@ -207,6 +209,7 @@ class Loop:
                                          "seconds": round(now - started, 3), **(self.row(done, result) if self.row else {})})
                         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr_now:.3g}", img_s=f"{ips:.0f}")
                     self._checkpoint_or_stop(done, kill_at)
+                    step = done
             finally:
                 bar.close()
                 if self.logger is not None:

@@ -20,6 +20,7 @@ import torch
 from ..backbones.features import extract_features, extract_pool_features
 from ..backbones.io import save_encoder
 from ..backbones.pretrained import imagenet_normalization
+from ..backbones.registry import prefers_channels_last
 from ..config import PretrainConfig, resumed_config, save_yaml, to_dict
 from ..data.decoded import decoded_pool
 from ..data.images import Prepared
@@ -31,8 +32,8 @@ from ..data.volume import VolumeSpec
 from ..methods import METHODS, ONE_PROCESS_ONLY, EpochContext, Method
 from ..methods.base import RunBudget
 from ..utils import checkpoint as ckpt
-from ..utils.distributed import (DistContext, barrier, init_distributed, local_batch, mean_over_ranks, share_plan,
-                                 shutdown, wrap_data_parallel)
+from ..utils.distributed import (DistContext, barrier, init_distributed, local_batch, max_over_ranks, mean_over_ranks,
+                                 share_plan, shutdown, wrap_data_parallel)
 from ..utils.errors import ConfigError, SelfSupError
 from ..utils.knn import knn_predict, topk_accuracy
 from ..utils.monitor import CollapseWatch
@@ -49,6 +50,7 @@ from .schedule import warmup_cosine
 log = logging.getLogger("selfsup")
 # The random streams of step_generator(seed, STREAM, step): the run's views, and the timed warm-up's.
 VIEWS_STREAM, TIMING_STREAM = 2, 9
+REPLAN_AT, REPLAN_MAX = 25, 4  # a time limit's count is re-planned after at most 25 steps, to at most 4x the estimate
 
 
 def method_turns(method: Method, optimizer: torch.optim.Optimizer | TurnOptimizers) -> list[Turn]:
@@ -122,6 +124,7 @@ class PretrainRun:
     meta: dict[str, Any]
     resuming: bool = False  # with --resume: restore the newest checkpoint
     show_batch: str | None = None  # --show-batch's file (the saved config leaves it out)
+    time_limit: float | None = None  # --time-limit: the step count is re-planned once from the run's own steps
     train_seconds: float = 0.0
     images_seen: int = 0
     tokens_seen: int = 0
@@ -174,11 +177,15 @@ class PretrainRun:
                          budget.epochs, len(data), batch)
             for line in lines:
                 log.info("  %s", line)
+            if cfg.channels_last is None and METHODS.get(cfg.method).modality == "image":
+                log.info("memory format: %s (chosen for the backbone; --channels-last true|false sets it)",
+                         "channels_last" if run.method.backbone.channels_last else "contiguous")
             warning = budget_warning(cfg.method, budget)
             if warning:
                 log.warning("%s", warning)
         run.cfg = replace(run.cfg, steps=total, epochs=None, time_limit=None)
         run.resuming, run.show_batch = cfg.resume, cfg.show_batch
+        run.time_limit = None if cfg.resume else cfg.time_limit
         run.meta = {"config": to_dict(run.cfg), "encoder": run.encoder_info(), "total_steps": total}
         return run
 
@@ -196,7 +203,7 @@ class PretrainRun:
             method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
         method = method.to(device)
         model = wrap_data_parallel(method, part, device, method_cls.recipe.sync_batchnorm)
-        channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+        channels_last = cfg.channels_last if cfg.channels_last is not None else prefers_channels_last(method.backbone)
         method.backbone.channels_last = method_cls.modality == "image" and channels_last
         if method.backbone.channels_last:
             method.to(memory_format=torch.channels_last)
@@ -205,6 +212,7 @@ class PretrainRun:
         peak_lr = settings["lr"] * batch / 256
         optimizer = build_method_optimizer(method=method, **cls.optimizer_settings(settings, peak_lr, method_cls))
         resolved = replace(cfg, **settings, batch_size=batch, backbone=method.backbone.spec.name,
+                           channels_last=method.backbone.channels_last,
                            method_args=method_args, resume=False, overwrite=False, show_batch=None,
                            **_pool_settings(spec, method_cls.modality))
         return cls(resolved, out, part, device, started, progress, data, spec, test, normalization, method, model,
@@ -240,11 +248,42 @@ class PretrainRun:
     def loop(self, method: Method, optimizer: Any, **settings: Any) -> Loop:
         """The engine's loop over ``method`` (the run's, or a throw-away copy) with warm-up and cosine decay."""
         cfg = self.cfg
-        total = cfg.steps or 1
-        warmup = int(round(cfg.warmup_fraction * total))
-        return Loop(optimizer, total, lambda step: warmup_cosine(step, total, self.peak_lr, warmup), self.peak_lr,
-                    grad_clip=cfg.grad_clip, turns=method_turns(method, optimizer),
-                    after_step=[lambda step: method.after_step(step, total)], **settings)
+        # The schedule reads the step count when it is used: a time limit's count is re-planned once, early.
+        return Loop(optimizer, cfg.steps or 1, lambda step: self.lr_at(step), self.peak_lr, grad_clip=cfg.grad_clip,
+                    turns=method_turns(method, optimizer),
+                    after_step=[lambda step: method.after_step(step, self.cfg.steps or 1)], **settings)
+
+    def lr_at(self, step: int) -> float:
+        """Warm-up, then cosine decay over the run's steps."""
+        total = self.cfg.steps or 1
+        return warmup_cosine(step, total, self.peak_lr, int(round(self.cfg.warmup_fraction * total)))
+
+    def replan_step(self) -> int:
+        """After which step a time limit's count is re-planned: early, and before the warm-up ends where
+        there is one, so the schedule is fixed for nearly all of the run."""
+        total = self.cfg.steps or 1
+        warmup = int(round(self.cfg.warmup_fraction * total))
+        at = min(REPLAN_AT, max(3, warmup // 2 if warmup >= 6 else total // 20))
+        return at if at < total - 1 else 0
+
+    def replan(self, loop: Loop, done: int, marks: list[float]) -> None:
+        """Re-plan the step count from the real run's step time so the loop ends when the time limit does:
+        the throw-away copy's timing estimates a step from its first few, which run slower than a warm
+        run's (by 14 % for a ResNet-18 on a 2-core CPU). Every rank takes the smallest count."""
+        per_step = (marks[-1] - marks[1]) / max(1, len(marks) - 2)  # steps 2..done: the first pays set-up
+        left = self.time_limit - (time.perf_counter() - self.started)
+        planned = self.cfg.steps or 1
+        total = min(REPLAN_MAX * planned, done + max(1, int(left / max(per_step, 1e-9))))
+        total = -max_over_ranks(-total, self.device)
+        if total == planned:
+            return
+        log.info("time limit %.0f s: %.3f s per step in the run -> %d steps instead of %d", self.time_limit, per_step,
+                 total, planned)
+        self.cfg = replace(self.cfg, steps=total)
+        loop.total_steps = total
+        self.meta["total_steps"], self.meta["config"] = total, to_dict(self.cfg)
+        if self.part.is_main:
+            save_yaml(to_dict(self.cfg), self.out / "config.yaml")
 
     def forward(self, method: Method, model: torch.nn.Module | None, stream: int) -> Callable:
         """The loop's forward: views and loss of the step's batch, with randomness drawn from
@@ -318,10 +357,16 @@ class PretrainRun:
         pool = resident_images(self.data, self.device)
         if cfg.compile:  # in place, so parameter names (and saved weights) stay those of the plain model
             method.backbone.compile()
-        items = batches(self.data, cfg.batch_size, self.order_of, start, cfg.steps, cfg.num_workers, part, pool, cfg.seed)
+        stop = cfg.steps
+        if self.time_limit and start == 0 and self.replan_step():
+            at, marks = self.replan_step(), [loop_start]
+            loop.after_step.append(lambda step: marks.append(time.perf_counter()) if step < at else None)
+            loop.after_step.append(lambda step: self.replan(loop, at, marks) if step == at - 1 else None)
+            stop = REPLAN_MAX * cfg.steps  # batches are drawn lazily: the loop ends at its (re-planned) count
+        items = batches(self.data, cfg.batch_size, self.order_of, start, stop, cfg.num_workers, part, pool, cfg.seed)
         self.last = loop.run(self.forward(method, self.model, VIEWS_STREAM), items, start)
         self.train_seconds = time.perf_counter() - loop_start
-        self.images_seen = (cfg.steps - start) * cfg.batch_size
+        self.images_seen = (self.cfg.steps - start) * cfg.batch_size
 
     def log_row(self, done: int, result: StepResult) -> dict[str, Any]:
         """A log row's pretraining columns: epoch, the collapse watch's statistics, the method's scalars."""
@@ -352,7 +397,7 @@ class PretrainRun:
                   **({"crops_per_image": round(data.crops_per_image, 2)} if getattr(data, "crops_per_image", None) else {}),
                   "final_loss": float(self.last.reported) if self.last is not None else float("nan"),
                   "train_seconds": round(self.train_seconds, 3),
-                  "images_per_second": round(self.images_seen / seconds, 2),
+                  "images_per_second": round(self.images_seen / seconds, 2), "channels_last": cfg.channels_last,
                   **({"tokens_per_second": round(self.tokens_seen / seconds, 1)} if self.text else {}), **self.watch.last,
                   "collapse_warning": self.watch.warned, "out": str(out)}
         if data.labels is not None and len(np.unique(data.labels)) > 1:

@@ -487,3 +487,64 @@ def test_resume_from_a_truncated_newest_checkpoint_falls_back_to_the_previous_on
     assert "cannot read checkpoint" in resumed.stderr and str(newest) in resumed.stderr
     assert "resuming from the previous checkpoint" in resumed.stderr and "step-000003" in resumed.stderr
     assert_same_state(final_state(out), uninterrupted)
+
+
+@pytest.mark.parametrize("backbone, data", [("small-convnet", "digits"), ("resnet18", "cifar")])
+def test_channels_last_is_the_default_for_convnets_and_trains_the_same_model(tmp_path, backbone, data):
+    """NHWC is chosen for convolutional backbones (said in config.yaml and result.json) and trains the model
+    the NCHW path trains: losses and weights within float tolerance after a few steps."""
+    from safetensors.torch import load_file
+
+    from conftest import CIFAR_SLICE, run_cli
+
+    source = "digits" if data == "digits" else str(CIFAR_SLICE)
+    results = {}
+    for flag in (None, "false"):
+        out = tmp_path / f"run-{flag}"
+        args = ["pretrain", "--data", source, "--backbone", backbone, "--steps", "4", "--batch-size", "16",
+                "--log-every", "1", "--out", str(out), "--quiet", "--json"] + (["--channels-last", flag] if flag else [])
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+        results[flag] = (json.loads(done.stdout.splitlines()[-1]), out)
+    (fast, fast_out), (plain, plain_out) = results[None], results["false"]
+    assert fast["channels_last"] is True and plain["channels_last"] is False
+    assert "channels_last: true" in (fast_out / "config.yaml").read_text()
+    losses = [[float(line.split(",")[2]) for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+              for out in (fast_out, plain_out)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4, abs=1e-4)
+    a, b = load_file(fast_out / "encoder.safetensors"), load_file(plain_out / "encoder.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=1e-4, msg=key)
+
+
+def test_a_time_limit_is_replanned_from_the_runs_own_steps(tmp_path, monkeypatch, caplog):
+    """The warm-up's estimate of a step (here forced 10x too slow) plans too few steps; after its first
+    steps the run re-plans from its own step time, before the warm-up ends, and the schedule, config.yaml,
+    metrics.csv and result.json all follow the new count (here capped at 4x the estimate)."""
+    import logging
+    import re
+
+    from conftest import run_cli
+    from selfsup.engine.schedule import warmup_cosine
+    from selfsup.engine.trainer import PretrainRun, REPLAN_MAX
+
+    monkeypatch.setattr(PretrainRun, "seconds_per_step", lambda self: 0.2)
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="selfsup"):
+        done = run_cli("pretrain", "--data", "digits", "--backbone", "small-convnet", "--views", "small-gray",
+                       "--batch-size", "32", "--time-limit", "6", "--log-every", "1", "--out", str(out), "--quiet",
+                       "--json")
+    assert done.returncode == 0, done.stderr
+    planned = int(re.search(r"-> (\d+) steps$", next(r.getMessage() for r in caplog.records
+                                                        if r.getMessage().startswith("time limit 6 s: 0.200"))).group(1))
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["steps"] == REPLAN_MAX * planned and any("instead of" in r.getMessage() for r in caplog.records)
+    assert f"steps: {result['steps']}" in (out / "config.yaml").read_text()
+    rows = [line.split(",") for line in (out / "metrics.csv").read_text().splitlines()]
+    lr = rows[0].index("lr")
+    assert int(rows[-1][0]) == result["steps"]
+    cfg = __import__("yaml").safe_load((out / "config.yaml").read_text())
+    peak = cfg["lr"] * cfg["batch_size"] / 256
+    total = result["steps"]
+    expected = warmup_cosine(total - 1, total, peak, int(round(cfg["warmup_fraction"] * total)))
+    assert float(rows[-1][lr]) == pytest.approx(expected, rel=1e-6)
