@@ -202,11 +202,12 @@ class PretrainRun:
         else:
             method, method_args = build_method(cfg, spec.channels, spec.image_size, normalization, len(data))
         method = method.to(device)
-        model = wrap_data_parallel(method, part, device, method_cls.recipe.sync_batchnorm)
         channels_last = cfg.channels_last if cfg.channels_last is not None else prefers_channels_last(method.backbone)
         method.backbone.channels_last = method_cls.modality == "image" and channels_last
         if method.backbone.channels_last:
             method.to(memory_format=torch.channels_last)
+        # After the layout change: DDP's gradient buckets take the parameters' strides when it wraps them.
+        model = wrap_data_parallel(method, part, device, method_cls.recipe.sync_batchnorm)
         amp = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
         settings = training_settings(cfg, method_cls.recipe)
         peak_lr = settings["lr"] * batch / 256

@@ -58,7 +58,9 @@ def _refusal(out: Path, owner: dict) -> ConfigError:
 @contextlib.contextmanager
 def run_lock(out: Path, command: str) -> Iterator[None]:
     """Hold ``out``'s lock while the body runs (the folder is made if missing); refuse with ConfigError (exit 2)
-    when another live process holds it."""
+    when another live process holds it. A folder the lock made is removed again if the command left it empty,
+    so a command refused before writing anything leaves no trace."""
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
@@ -88,6 +90,9 @@ def run_lock(out: Path, command: str) -> Iterator[None]:
         if _owner(path).get("pid") == os.getpid():
             with contextlib.suppress(OSError):
                 path.unlink()
+        if made:
+            with contextlib.suppress(OSError):  # not empty: the command wrote there
+                out.rmdir()
 
 
 __all__ = ["LOCK", "holder", "run_lock"]
