@@ -35,10 +35,10 @@ from selfsup.views import Normalization, estimate_normalization
 IMAGENET = Normalization([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
 
-def knn_top1(backbone, train: Prepared, test: Prepared, norm: Normalization) -> float:
+def knn_top1(backbone, train: Prepared, test: Prepared, norm: Normalization, image_size: int = 32) -> float:
     device = torch.device("cpu")
-    bank, bank_pos = extract_features(backbone, train, norm, 32, device, batch_size=512)
-    query, query_pos = extract_features(backbone, test, norm, 32, device, batch_size=512)
+    bank, bank_pos = extract_features(backbone, train, norm, image_size, device, batch_size=512)
+    query, query_pos = extract_features(backbone, test, norm, image_size, device, batch_size=512)
     scores = knn_predict(bank, torch.from_numpy(train.labels[bank_pos]), query, 10, k=200, temperature=0.1)
     return topk_accuracy(scores, torch.from_numpy(test.labels[query_pos]), (1,))[1]
 

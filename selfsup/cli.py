@@ -115,7 +115,9 @@ def _pretrain_command(sub: Any) -> None:
     budget.add_argument("--epochs", type=float, default=S)
     budget.add_argument("--steps", type=int, default=S)
     budget.add_argument("--time-limit", type=float, default=S, metavar="SECONDS",
-                        help="turned into a step count up front from a short timed warm-up")
+                        help="turned into a step count from a short timed warm-up, re-planned once early; "
+                             "given with no method, backbone, stem, image size, views or init, it trains the "
+                             "measured best for that time on this device type")
     p.add_argument("--batch-size", type=int, default=S)
     p.add_argument("--lr", type=float, default=S, help="base learning rate, scaled by batch/256")
     p.add_argument("--optimizer", default=S, choices=["sgd", "adamw", "lars"])
@@ -418,7 +420,10 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> dict:
         from .engine.trainer import pretrain
 
         cfg = _configured(held, PretrainConfig, args)
-        return pretrain(cfg, progress=progress)
+        from .engine.budget_choice import nothing_chosen
+
+        file_values, flags = _split(args, NOT_SETTINGS)
+        return pretrain(cfg, progress=progress, choose=nothing_chosen(set(file_values) | set(flags)))
     if args.command == "eval":
         from .evaluate.run import run_eval
 

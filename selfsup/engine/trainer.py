@@ -40,6 +40,7 @@ from ..utils.monitor import CollapseWatch
 from ..utils.runtime import prepare_out, seed_everything, step_generator
 from ..views import Normalization, estimate_normalization
 from .batches import batches, first_images, resident_images
+from .budget_choice import choose_for_time
 from .build import budget_warning, build_method, build_text_method, resolve_recipe, training_settings
 from .logger import COLUMNS, MetricsLogger
 from .loop import Loop, StepResult, Turn, budget_steps, seconds_per_step, steps_in_time
@@ -84,8 +85,10 @@ def pretrain_forward(method: Method, model: torch.nn.Module | None, amp: bool, d
     return forward
 
 
-def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
-    """Pretrain ``cfg.method`` on ``cfg.data``; returns the result written to OUT/result.json."""
+def pretrain(cfg: PretrainConfig, progress: bool = True, choose: bool = False) -> dict:
+    """Pretrain ``cfg.method`` on ``cfg.data``; returns the result written to OUT/result.json. With ``choose``
+    (the command gave a time limit and no method, encoder or other budget), the method, backbone, stem and
+    input side are the measured best for that time on this device type (``budget_choice``)."""
     started = time.perf_counter()
     out = Path(cfg.out)
     if cfg.resume:
@@ -94,8 +97,18 @@ def pretrain(cfg: PretrainConfig, progress: bool = True) -> dict:
     if not cfg.data:
         raise ConfigError("pretrain needs --data (a folder, archive, .npy/.npz, 'digits' or 'cifar10')")
     part, device = init_distributed(cfg.device)  # one process, or this rank of torchrun's group
+    picked = choose_for_time(cfg.time_limit, device.type) if choose and cfg.time_limit and not cfg.resume else None
+    if picked is not None:
+        cfg = replace(cfg, method=picked.method, backbone=picked.backbone, stem=picked.stem,
+                      image_size=picked.image_size)
+        if part.is_main:
+            log.info("no method given: %s; --method, --backbone, --stem or --image-size choose otherwise",
+                     picked.describe())
+    elif choose and part.is_main:
+        log.info("no method given and no measured choice for a %s: the defaults (%s)", device.type, cfg.method)
     try:
         run = PretrainRun.build(cfg, out, part, device, started, progress and part.is_main)
+        run.picked = None if picked is None else picked.as_dict()
         run.train()
         return run.finish()
     finally:
@@ -130,6 +143,7 @@ class PretrainRun:
     tokens_seen: int = 0
     last: StepResult | None = None
     watch: CollapseWatch | None = None
+    picked: dict | None = None  # the measured choice for a time budget, when the command made none
 
     @property
     def text(self) -> bool:
@@ -400,7 +414,8 @@ class PretrainRun:
                   "train_seconds": round(self.train_seconds, 3),
                   "images_per_second": round(self.images_seen / seconds, 2), "channels_last": cfg.channels_last,
                   **({"tokens_per_second": round(self.tokens_seen / seconds, 1)} if self.text else {}), **self.watch.last,
-                  "collapse_warning": self.watch.warned, "out": str(out)}
+                  "collapse_warning": self.watch.warned, "out": str(out),
+                  **({"picked": self.picked} if self.picked else {})}
         if data.labels is not None and len(np.unique(data.labels)) > 1:
             result.update(_monitor_knn(encoder.to(self.device), data, self.test if cfg.test else None, spec,
                                        encoder_normalization, self.device, cfg))

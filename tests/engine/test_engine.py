@@ -548,3 +548,45 @@ def test_a_time_limit_is_replanned_from_the_runs_own_steps(tmp_path, monkeypatch
     total = result["steps"]
     expected = warmup_cosine(total - 1, total, peak, int(round(cfg["warmup_fraction"] * total)))
     assert float(rows[-1][lr]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_time_limit_alone_trains_the_measured_choice_and_any_choice_flag_wins(tmp_path, monkeypatch, caplog):
+    """`pretrain --data D --time-limit S` with nothing else chosen trains the row measured nearest to S for
+    this device type, says so in the log and result.json, and saves it in config.yaml; one choosing flag
+    (here --method) and the defaults stand. The shipped rows name registered methods and backbones."""
+    import logging
+
+    import yaml
+    from conftest import run_cli
+    from selfsup.backbones.registry import list_backbones
+    from selfsup.engine import budget_choice
+    from selfsup.engine.budget_choice import MEASURED, BudgetChoice, choose_for_time, nothing_chosen
+    from selfsup.engine.trainer import PretrainRun
+    from selfsup.methods import METHODS
+
+    for rows in MEASURED.values():
+        for row in rows:
+            assert row.method in METHODS.names() and row.backbone in list_backbones()
+    near, far = (BudgetChoice("vicreg", "small-convnet", "auto", None, s, 0.5, 0.4, "test") for s in (60.0, 3600.0))
+    monkeypatch.setitem(budget_choice.MEASURED, "cpu", (near, far))
+    assert choose_for_time(100, "cpu") is near and choose_for_time(2000, "cpu") is far
+    assert choose_for_time(600, "cuda") is None
+    assert nothing_chosen({"data", "time_limit", "out", "batch_size"})
+    assert not nothing_chosen({"data", "time_limit", "method"}) and not nothing_chosen({"data", "epochs"})
+
+    monkeypatch.setattr(PretrainRun, "seconds_per_step", lambda self: 0.5)
+    common = ("--data", "digits", "--batch-size", "32", "--time-limit", "3", "--quiet", "--json", "--device", "cpu")
+    with caplog.at_level(logging.INFO, logger="selfsup"):
+        done = run_cli("pretrain", *common, "--out", str(tmp_path / "picked"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["method"] == "vicreg" and result["backbone"] == "small-convnet"
+    assert result["picked"]["method"] == "vicreg" and result["picked"]["seconds"] == 60.0
+    assert yaml.safe_load((tmp_path / "picked" / "config.yaml").read_text())["method"] == "vicreg"
+    assert any(r.getMessage().startswith("no method given: vicreg on small-convnet") for r in caplog.records)
+
+    chosen = run_cli("pretrain", *common, "--method", "simclr", "--backbone", "small-convnet",
+                     "--out", str(tmp_path / "chosen"))
+    assert chosen.returncode == 0, chosen.stderr
+    result = json.loads(chosen.stdout.splitlines()[-1])
+    assert result["method"] == "simclr" and "picked" not in result
